@@ -1,0 +1,363 @@
+"""The ports: every backend the core talks to, as typed Protocols.
+
+The core (``somafractalmemory.services``) only ever sees these types.
+Adapters in ``somafractalmemory.adapters`` implement them; the factory picks
+which. Each method's docstring is the contract the contract tests check.
+
+Common rules for every port:
+
+* Every call is scoped to a ``namespace``; nothing crosses namespaces.
+* Ids are the deterministic memory ids of ``models.memory_id``.
+* A backend that cannot be reached raises ``errors.BackendUnavailable``;
+  driver exceptions never escape an adapter.
+* ``health()`` returns quietly when the backend answers, else raises
+  ``BackendUnavailable``. ``close()`` releases connections and may be
+  called twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from ..models import Coordinate, HistoryEntry, Link, Memory, MemoryEvent, MemoryType
+
+__all__ = [
+    "Filters",
+    "ICache",
+    "IEmbedder",
+    "IEventBus",
+    "IGraphStore",
+    "IKeyValueStore",
+    "IKeywordIndex",
+    "ILock",
+    "ILockManager",
+    "IRateLimiter",
+    "IVectorStore",
+    "Vector",
+    "VectorHit",
+    "VectorPoint",
+]
+
+Vector = npt.NDArray[np.float32]
+#: Recall filters, with the semantics of ``models.matches_filters``.
+Filters = Mapping[str, Any]
+
+
+@runtime_checkable
+class IKeyValueStore(Protocol):
+    """The canonical store: memories by id, their history, a coordinate index.
+
+    It is the source of truth; vectors and keyword indexes are derived from
+    it and can be rebuilt from it.
+    """
+
+    name: str
+
+    def put_many(self, memories: Sequence[Memory], history: Sequence[HistoryEntry]) -> None:
+        """Insert or replace each memory (by ``(namespace, id)``) and append the
+        history entries, atomically: after a crash either all of the batch is
+        stored or none of it. One round trip per batch where the backend allows."""
+        ...
+
+    def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Memory]:
+        """The memories with these ids that exist (absent ids are left out).
+        Reads never write."""
+        ...
+
+    def delete_many(self, namespace: str, ids: Sequence[str], history: Sequence[HistoryEntry]) -> list[str]:
+        """Delete the memories that exist and append ``history`` (their delete
+        records), atomically; return the ids actually deleted. An adapter that
+        also implements ``IGraphStore`` on the same database removes the
+        links touching them in the same transaction."""
+        ...
+
+    def iter_memories(
+        self, namespace: str, memory_type: MemoryType | None = None, page_size: int = 500
+    ) -> Iterator[Memory]:
+        """Every memory of the namespace (optionally of one type), ordered by
+        ``(created_at, id)``, fetched ``page_size`` at a time."""
+        ...
+
+    def find_range(
+        self, namespace: str, lo: Coordinate, hi: Coordinate, memory_type: MemoryType | None = None
+    ) -> list[Memory]:
+        """Memories whose coordinate has the same number of dimensions as
+        ``lo``/``hi`` and lies in the inclusive box ``lo <= c <= hi``, served
+        by an index on coordinates (never a scan of payloads). Ordered by
+        coordinate."""
+        ...
+
+    def filter_ids(
+        self, namespace: str, filters: Filters | None, memory_type: MemoryType | None = None
+    ) -> set[str]:
+        """Ids of the memories whose payload satisfies ``filters`` and whose
+        type is ``memory_type`` (when given)."""
+        ...
+
+    def history(self, namespace: str, memory_id: str) -> list[HistoryEntry]:
+        """Every recorded change of one memory, oldest first (kept after delete)."""
+        ...
+
+    def iter_history(self, namespace: str) -> Iterator[HistoryEntry]:
+        """Every history entry of the namespace, oldest first."""
+        ...
+
+    def recent(self, namespace: str, n: int, memory_type: MemoryType | None = None) -> list[Memory]:
+        """The ``n`` most recently updated memories, newest first."""
+        ...
+
+    def important(self, namespace: str, n: int, memory_type: MemoryType | None = None) -> list[Memory]:
+        """The ``n`` memories of highest importance (ties: newest first)."""
+        ...
+
+    def counts(self, namespace: str) -> dict[str, int]:
+        """``{"total": .., "episodic": .., "semantic": ..}`` for the namespace."""
+        ...
+
+    def namespaces(self) -> list[str]:
+        """Every namespace holding at least one memory."""
+        ...
+
+    def health(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class IGraphStore(Protocol):
+    """Persisted directed, typed, weighted edges between memories.
+
+    An edge is identified by ``(namespace, from_id, to_id, link_type)``;
+    adding it again replaces its weight and metadata.
+    """
+
+    name: str
+
+    def add_links(self, links: Sequence[Link]) -> None:
+        """Insert or replace each link, atomically."""
+        ...
+
+    def remove_links(self, namespace: str, from_id: str, to_id: str, link_type: str | None = None) -> int:
+        """Remove the edges ``from_id -> to_id`` (of one type, or all types);
+        return how many were removed."""
+        ...
+
+    def remove_nodes(self, namespace: str, ids: Sequence[str]) -> int:
+        """Remove every edge touching any of ``ids``; return how many."""
+        ...
+
+    def neighbors(
+        self,
+        namespace: str,
+        memory_id: str,
+        link_type: str | None = None,
+        direction: str = "out",
+        limit: int | None = None,
+    ) -> list[Link]:
+        """Edges leaving (``out``), entering (``in``) or touching (``both``)
+        the node, optionally of one type; ordered by weight then creation;
+        at most ``limit``."""
+        ...
+
+    def iter_links(self, namespace: str) -> Iterator[Link]:
+        """Every edge of the namespace."""
+        ...
+
+    def count(self, namespace: str) -> int: ...
+
+    def health(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class VectorPoint:
+    """A vector to index: ``vector`` is L2-normalised (or all zero).
+
+    ``payload`` is kept for filtering (``Filters``); ``version`` is the
+    memory version the vector was computed from.
+    """
+
+    id: str
+    vector: Vector
+    importance_norm: float
+    memory_type: MemoryType
+    version: int = 1
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class VectorHit:
+    """``score = max(0, cosine) * importance_norm`` (the base score)."""
+
+    id: str
+    score: float
+    cosine: float
+
+
+@runtime_checkable
+class IVectorStore(Protocol):
+    """Vectors of memories, searched by the base score.
+
+    Semantics every adapter shares (checked by congruence tests):
+    ``score = max(0, cosine(query, vector)) * importance_norm``, in [0, 1];
+    hits ordered by score descending (ties by id); ``memory_type`` and
+    ``filters`` are applied exactly, *before* the top-k cut; deleted or
+    replaced points never come back.
+    """
+
+    name: str
+    dim: int
+
+    def upsert(self, namespace: str, points: Sequence[VectorPoint]) -> None:
+        """Insert or replace points by id (one batch, one round trip)."""
+        ...
+
+    def delete(self, namespace: str, ids: Sequence[str]) -> None:
+        """Remove points; unknown ids are ignored."""
+        ...
+
+    def search(
+        self,
+        namespace: str,
+        vector: Vector,
+        k: int,
+        memory_type: MemoryType | None = None,
+        filters: Filters | None = None,
+    ) -> list[VectorHit]:
+        """The ``k`` best points by base score (fewer if fewer match)."""
+        ...
+
+    def versions(self, namespace: str) -> dict[str, int]:
+        """``{id: version}`` of every indexed point (used to reconcile)."""
+        ...
+
+    def count(self, namespace: str) -> int: ...
+
+    def flush(self) -> None:
+        """Persist pending state (a no-op where every write is durable)."""
+        ...
+
+    def health(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class IKeywordIndex(Protocol):
+    """Keyword relevance over the indexed text of memories.
+
+    Scores are BM25-like relevances (> 0, higher is better, not bounded);
+    the core normalises them per query.
+    """
+
+    name: str
+
+    def index(self, namespace: str, docs: Sequence[tuple[str, str]]) -> None:
+        """Insert or replace ``(id, text)`` documents."""
+        ...
+
+    def remove(self, namespace: str, ids: Sequence[str]) -> None: ...
+
+    def search(self, namespace: str, query: str, limit: int) -> list[tuple[str, float]]:
+        """Up to ``limit`` ``(id, score)`` pairs with score > 0, best first."""
+        ...
+
+    def count(self, namespace: str) -> int: ...
+
+    def health(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ICache(Protocol):
+    """A byte cache with expiry. A miss or an unreachable cache returns None;
+    cache failures never fail the caller's operation."""
+
+    name: str
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]: ...
+
+    def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None: ...
+
+    def delete(self, keys: Sequence[str]) -> None: ...
+
+    def health(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ILock(Protocol):
+    """A held lock; ``release`` is idempotent. Usable as a context manager."""
+
+    def release(self) -> None: ...
+
+    def __enter__(self) -> ILock: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+@runtime_checkable
+class ILockManager(Protocol):
+    """Named mutual-exclusion locks with expiry (``ttl_seconds``) so a dead
+    holder cannot block others forever."""
+
+    name: str
+
+    def acquire(self, name: str, timeout: float = 10.0, ttl_seconds: float = 30.0) -> ILock:
+        """Block up to ``timeout`` seconds; raise ``LockTimeout`` if not acquired."""
+        ...
+
+
+@runtime_checkable
+class IRateLimiter(Protocol):
+    """A sliding-window request budget shared by everyone using the backend."""
+
+    name: str
+
+    def hit(self, key: str, limit: int, window_seconds: float) -> float:
+        """Count one request for ``key``. Return 0.0 if allowed, else the
+        seconds until a request would be allowed again (nothing counted)."""
+        ...
+
+
+@runtime_checkable
+class IEventBus(Protocol):
+    """Carries ``MemoryEvent``s of every write to subscribers / a broker."""
+
+    name: str
+
+    def publish(self, events: Sequence[MemoryEvent]) -> None:
+        """Hand events over for delivery (validated against the schema)."""
+        ...
+
+    def subscribe(self, handler: Callable[[MemoryEvent], None]) -> None: ...
+
+    def pending(self) -> int:
+        """Events accepted but not yet delivered."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class IEmbedder(Protocol):
+    """Turns texts into vectors.
+
+    ``embed`` returns a float32 array of shape ``(len(texts), dim)`` whose
+    rows are L2-normalised (an empty text gives the zero vector). The same
+    text always gives the same vector.
+    """
+
+    model_id: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> Vector: ...

@@ -1,0 +1,503 @@
+"""Domain model: coordinates, memory ids, memories, links, history, events.
+
+Validation of user input happens here, once; everything downstream receives
+canonical values. See ``docs/CONCEPTS.md`` for the rules in prose.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .errors import InvalidInput, PayloadTooLarge
+
+__all__ = [
+    "MAX_DIMS",
+    "MAX_PAYLOAD_BYTES",
+    "TEXT_KEYS",
+    "Coordinate",
+    "HistoryEntry",
+    "Link",
+    "Memory",
+    "MemoryEvent",
+    "MemoryType",
+    "RecallHit",
+    "ScoreParts",
+    "canonical_coordinate",
+    "format_coordinate",
+    "importance_norm",
+    "indexed_text",
+    "matches_filters",
+    "memory_id",
+    "validate_payload",
+]
+
+Coordinate = tuple[float, ...]
+
+MAX_DIMS = 16
+MAX_PAYLOAD_BYTES = 1_048_576
+MAX_KEY_LENGTH = 256
+MAX_DEPTH = 32
+#: Payload keys whose string values are embedded first, in this order.
+TEXT_KEYS = ("text", "task", "fact", "content")
+#: Reserved keys that are metadata, never indexed text.
+NON_TEXT_KEYS = frozenset({"timestamp", "expires_at", "ttl_seconds", "importance", "memory_type", "coordinate"})
+_ID_NAMESPACE = uuid.UUID("5f6d2a8e-3c1b-5a7e-9d4f-0b8c6e2a1f37")
+
+
+class MemoryType(str, Enum):
+    """What kind of memory: something that happened, or a fact."""
+
+    EPISODIC = "episodic"
+    SEMANTIC = "semantic"
+
+    @classmethod
+    def parse(cls, value: MemoryType | str | None, field_name: str = "memory_type") -> MemoryType:
+        if value is None:
+            return cls.EPISODIC
+        if isinstance(value, MemoryType):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value.strip().lower())
+            except ValueError:
+                pass
+        raise InvalidInput(field_name, f"must be 'episodic' or 'semantic', got {value!r}")
+
+
+def canonical_coordinate(value: Any, field_name: str = "coordinate") -> Coordinate:
+    """Return the canonical form of a coordinate.
+
+    Accepts a sequence of numbers or the text form ``"1,2,3"``. Every number
+    becomes a float, ``-0.0`` becomes ``0.0``; 1..16 finite values are required.
+    """
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        if not value.strip() or any(p == "" for p in parts):
+            raise InvalidInput(field_name, f"expected comma-separated numbers like '1,2,3', got {value!r}")
+        raw: Sequence[Any] = parts
+    elif isinstance(value, (list, tuple)):
+        raw = value
+    else:
+        raise InvalidInput(field_name, f"expected a list of numbers or 'x,y,z' text, got {type(value).__name__}")
+    if not 1 <= len(raw) <= MAX_DIMS:
+        raise InvalidInput(field_name, f"must have 1 to {MAX_DIMS} values, got {len(raw)}")
+    out = []
+    for item in raw:
+        if isinstance(item, bool) or not isinstance(item, (int, float, str)):
+            raise InvalidInput(field_name, f"values must be numbers, got {item!r}")
+        try:
+            number = float(item)
+        except (ValueError, OverflowError):
+            raise InvalidInput(field_name, f"values must be numbers, got {item!r}") from None
+        if not math.isfinite(number):
+            raise InvalidInput(field_name, f"values must be finite, got {item!r}")
+        out.append(number + 0.0)  # -0.0 + 0.0 == 0.0
+    return tuple(out)
+
+
+def format_coordinate(coord: Coordinate) -> str:
+    """Text form of a canonical coordinate (``"1.0,2.0,3.0"``)."""
+    return ",".join(repr(c) for c in coord)
+
+
+def memory_id(namespace: str, coord: Coordinate) -> str:
+    """Deterministic id of the memory at ``coord`` in ``namespace`` (UUIDv5)."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{namespace}\x1f{format_coordinate(coord)}"))
+
+
+def validate_namespace(namespace: Any) -> str:
+    if not isinstance(namespace, str) or not namespace or len(namespace) > 128:
+        raise InvalidInput("namespace", "must be a non-empty string of at most 128 characters")
+    if any(ch.isspace() or ord(ch) < 32 for ch in namespace) or "/" in namespace:
+        raise InvalidInput("namespace", "must not contain whitespace, control characters or '/'")
+    return namespace
+
+
+def importance_norm(importance: float) -> float:
+    """Map importance (>= 0) monotonically into (0, 1): ``(1 + i) / (2 + i)``.
+
+    0 -> 0.5, 1 (the default) -> 0.667, 5 -> 0.857, 100 -> 0.990.
+    """
+    i = max(0.0, float(importance))
+    return (1.0 + i) / (2.0 + i)
+
+
+def _check_json(value: Any, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise InvalidInput(path, f"nesting deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, (bool, str, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(path, "numbers must be finite (no NaN or infinity)")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInput(path, f"object keys must be strings, got {key!r}")
+            if len(key) > MAX_KEY_LENGTH:
+                raise InvalidInput(path, f"key longer than {MAX_KEY_LENGTH} characters")
+            _check_json(item, f"{path}.{key}", depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]", depth + 1)
+        return
+    raise InvalidInput(path, f"value of type {type(value).__name__} is not JSON")
+
+
+def validate_payload(payload: Any, field_name: str = "payload") -> dict[str, Any]:
+    """Check a payload and return a JSON-clean copy; raises ``InvalidInput``."""
+    if not isinstance(payload, Mapping):
+        raise InvalidInput(field_name, f"must be a JSON object, got {type(payload).__name__}")
+    _check_json(payload, field_name, 0)
+    clean: dict[str, Any] = json.loads(json.dumps(payload))
+    size = len(json.dumps(clean, separators=(",", ":")).encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(field_name, f"{size} bytes exceeds the limit of {MAX_PAYLOAD_BYTES}")
+    if "importance" in clean:
+        imp = clean["importance"]
+        if isinstance(imp, bool) or not isinstance(imp, (int, float)) or imp < 0:
+            raise InvalidInput(f"{field_name}.importance", "must be a number >= 0")
+    for key in ("timestamp", "expires_at", "ttl_seconds"):
+        if key in clean and clean[key] is not None:
+            val = clean[key]
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0:
+                raise InvalidInput(f"{field_name}.{key}", "must be a number of seconds >= 0")
+    if "tags" in clean and not (
+        isinstance(clean["tags"], list) and all(isinstance(t, str) for t in clean["tags"])
+    ):
+        raise InvalidInput(f"{field_name}.tags", "must be a list of strings")
+    return clean
+
+
+def indexed_text(payload: Mapping[str, Any]) -> str:
+    """The text that is embedded and keyword-indexed for a payload.
+
+    The string values of ``text``, ``task``, ``fact`` and ``content`` (in that
+    order), then every other top-level string value in key order (except the
+    metadata keys ``timestamp``, ``expires_at``, ``ttl_seconds``,
+    ``importance``, ``memory_type``, ``coordinate``), then the ``tags``;
+    joined by newlines.
+    """
+    parts = [payload[k] for k in TEXT_KEYS if isinstance(payload.get(k), str)]
+    for key in sorted(payload):
+        if key in TEXT_KEYS or key in NON_TEXT_KEYS or key == "tags":
+            continue
+        if isinstance(payload[key], str):
+            parts.append(payload[key])
+    tags = payload.get("tags")
+    if isinstance(tags, list):
+        parts.extend(t for t in tags if isinstance(t, str))
+    return "\n".join(p for p in parts if p)
+
+
+def _match_one(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, Mapping):
+        ops = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
+               "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
+        for op, bound in expected.items():
+            if op == "in":
+                if not _match_one(actual, list(bound)):
+                    return False
+                continue
+            if op == "ne":
+                if actual == bound:
+                    return False
+                continue
+            fn = ops.get(op)
+            if fn is None or isinstance(actual, bool) or not isinstance(actual, (int, float)):
+                return False
+            if not fn(actual, bound):
+                return False
+        return True
+    if isinstance(expected, list):
+        if isinstance(actual, list):
+            return any(item in actual for item in expected)
+        return actual in expected
+    if isinstance(actual, list):
+        return expected in actual
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return actual is expected
+    return bool(actual == expected)
+
+
+def matches_filters(payload: Mapping[str, Any], filters: Mapping[str, Any] | None) -> bool:
+    """Whether a payload satisfies recall ``filters`` (all must hold).
+
+    ``{"key": value}`` equality (a list field matches if it contains value);
+    ``{"key": [a, b]}`` any of; ``{"key": {"gte": 1, "lt": 5}}`` numeric
+    range (``gt``, ``gte``, ``lt``, ``lte``), ``{"in": [...]}``, ``{"ne": x}``.
+    Dotted keys reach into nested objects (``"meta.source"``).
+    """
+    if not filters:
+        return True
+    for key, expected in filters.items():
+        actual: Any = payload
+        for part in key.split("."):
+            if isinstance(actual, Mapping) and part in actual:
+                actual = actual[part]
+            else:
+                actual = _MISSING
+                break
+        if actual is _MISSING:
+            return False
+        if not _match_one(actual, expected):
+            return False
+    return True
+
+
+_MISSING = object()
+
+
+def validate_filters(filters: Any, field_name: str = "filters") -> dict[str, Any] | None:
+    if filters is None:
+        return None
+    if not isinstance(filters, Mapping):
+        raise InvalidInput(field_name, "must be an object mapping payload keys to values")
+    _check_json(filters, field_name, 0)
+    for key, expected in filters.items():
+        if isinstance(expected, Mapping):
+            unknown = set(expected) - {"gt", "gte", "lt", "lte", "in", "ne"}
+            if unknown:
+                raise InvalidInput(f"{field_name}.{key}", f"unknown operator(s) {sorted(unknown)}")
+    return dict(filters)
+
+
+def now() -> float:
+    return time.time()
+
+
+@dataclass(slots=True)
+class Memory:
+    """One stored memory: a JSON payload at a coordinate of a namespace."""
+
+    id: str
+    namespace: str
+    coordinate: Coordinate
+    payload: dict[str, Any]
+    memory_type: MemoryType
+    created_at: float
+    updated_at: float
+    version: int = 1
+
+    @property
+    def importance(self) -> float:
+        value = self.payload.get("importance", 1.0)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 1.0
+
+    @property
+    def importance_norm(self) -> float:
+        return importance_norm(self.importance)
+
+    @property
+    def text(self) -> str:
+        return indexed_text(self.payload)
+
+    @property
+    def expires_at(self) -> float | None:
+        value = self.payload.get("expires_at")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def public_payload(self) -> dict[str, Any]:
+        """The payload as recall returns it: with ``coordinate`` and ``memory_type``."""
+        out = dict(self.payload)
+        out["coordinate"] = list(self.coordinate)
+        out["memory_type"] = self.memory_type.value
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "namespace": self.namespace,
+            "coordinate": list(self.coordinate),
+            "payload": self.payload,
+            "memory_type": self.memory_type.value,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Memory:
+        return cls(
+            id=str(data["id"]),
+            namespace=str(data["namespace"]),
+            coordinate=canonical_coordinate(data["coordinate"]),
+            payload=dict(data["payload"]),
+            memory_type=MemoryType.parse(data["memory_type"]),
+            created_at=float(data["created_at"]),
+            updated_at=float(data["updated_at"]),
+            version=int(data.get("version", 1)),
+        )
+
+
+@dataclass(slots=True)
+class HistoryEntry:
+    """One recorded change of a memory: ``action`` is created/updated/deleted."""
+
+    namespace: str
+    memory_id: str
+    coordinate: Coordinate
+    version: int
+    action: str
+    payload: dict[str, Any] | None
+    memory_type: MemoryType | None
+    changed_at: float
+    actor: str = "library"
+    changed_keys: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "memory_id": self.memory_id,
+            "coordinate": list(self.coordinate),
+            "version": self.version,
+            "action": self.action,
+            "payload": self.payload,
+            "memory_type": self.memory_type.value if self.memory_type else None,
+            "changed_at": self.changed_at,
+            "actor": self.actor,
+            "changed_keys": self.changed_keys,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HistoryEntry:
+        mtype = data.get("memory_type")
+        return cls(
+            namespace=str(data["namespace"]),
+            memory_id=str(data["memory_id"]),
+            coordinate=canonical_coordinate(data["coordinate"]),
+            version=int(data["version"]),
+            action=str(data["action"]),
+            payload=dict(data["payload"]) if data.get("payload") is not None else None,
+            memory_type=MemoryType.parse(mtype) if mtype else None,
+            changed_at=float(data["changed_at"]),
+            actor=str(data.get("actor", "library")),
+            changed_keys=list(data.get("changed_keys", [])),
+        )
+
+
+@dataclass(slots=True)
+class Link:
+    """A directed, typed, weighted edge between two memories of a namespace.
+
+    ``weight`` (> 0) is the edge's cost when finding shortest paths.
+    """
+
+    namespace: str
+    from_id: str
+    to_id: str
+    from_coord: Coordinate
+    to_coord: Coordinate
+    link_type: str = "related"
+    weight: float = 1.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "from_id": self.from_id,
+            "to_id": self.to_id,
+            "from_coord": list(self.from_coord),
+            "to_coord": list(self.to_coord),
+            "type": self.link_type,
+            "weight": self.weight,
+            "metadata": self.metadata,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Link:
+        return cls(
+            namespace=str(data["namespace"]),
+            from_id=str(data["from_id"]),
+            to_id=str(data["to_id"]),
+            from_coord=canonical_coordinate(data["from_coord"]),
+            to_coord=canonical_coordinate(data["to_coord"]),
+            link_type=str(data.get("type", "related")),
+            weight=float(data.get("weight", 1.0)),
+            metadata=dict(data.get("metadata") or {}),
+            created_at=float(data.get("created_at", 0.0)),
+        )
+
+
+@dataclass(slots=True)
+class ScoreParts:
+    """The parts of a hybrid recall score, each in [0, 1]."""
+
+    vector: float = 0.0
+    keyword: float = 0.0
+    importance: float = 0.0
+    recency: float = 0.0
+    graph: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {"vector": self.vector, "keyword": self.keyword, "importance": self.importance,
+                "recency": self.recency, "graph": self.graph}
+
+
+@dataclass(slots=True)
+class RecallHit:
+    """One recall result: the memory, its score and the score's parts."""
+
+    memory: Memory
+    score: float
+    parts: ScoreParts
+
+    @property
+    def coordinate(self) -> Coordinate:
+        return self.memory.coordinate
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "coord": list(self.memory.coordinate),
+            "payload": self.memory.public_payload(),
+            "score": self.score,
+            "parts": self.parts.to_dict(),
+        }
+
+
+@dataclass(slots=True)
+class MemoryEvent:
+    """An event describing one write, as published on ``memory.events``."""
+
+    type: str
+    namespace: str
+    memory_id: str
+    coordinate: Coordinate
+    timestamp: float
+    payload: dict[str, Any] | None = None
+    memory_type: str | None = None
+    version: int | None = None
+    link: dict[str, Any] | None = None
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    schema_version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "event_id": self.event_id,
+            "schema_version": self.schema_version,
+            "type": self.type,
+            "namespace": self.namespace,
+            "memory_id": self.memory_id,
+            "coordinate": list(self.coordinate),
+            "timestamp": self.timestamp,
+        }
+        for key in ("payload", "memory_type", "version", "link"):
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        return data
+
+
+def coordinates(items: Iterable[Any], field_name: str = "coordinates") -> list[Coordinate]:
+    return [canonical_coordinate(item, f"{field_name}[{i}]") for i, item in enumerate(items)]
