@@ -110,8 +110,7 @@ class MissingDependency(ConfigurationError, ImportError):
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
-            f"{package} is not installed; install it with: "
-            f"pip install 'somafractalmemory[{extra}]'"
+            f"{package} is not installed; install it with: pip install 'somafractalmemory[{extra}]'"
         )
         self.package = package
         self.extra = extra

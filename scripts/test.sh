@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole check: install, start services, ruff, mypy, pytest.
+#   scripts/test.sh              everything (what CI runs)
+#   scripts/test.sh --quick      skip the slow load and fault suites
+#   scripts/test.sh -- -k recall extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --) shift; extra=("$@"); break ;;
+    *) extra+=("$1") ;;
+  esac
+  shift
+done
+scripts/bootstrap.sh
+scripts/services.sh
+echo "==> ruff"
+.venv/bin/ruff check src tests benchmarks scripts examples
+.venv/bin/ruff format --check src tests benchmarks scripts examples
+echo "==> mypy (strict, package)"
+.venv/bin/mypy
+echo "==> pytest"
+export SOMA_REQUIRE_SERVICES=1
+marker=()
+[ "$quick" = 1 ] && marker=(-m "not slow")
+.venv/bin/pytest -q -n 2 --dist loadfile "${marker[@]}" "${extra[@]}"

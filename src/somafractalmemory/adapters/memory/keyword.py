@@ -1,0 +1,191 @@
+"""In-process keyword index (``IKeywordIndex``): Okapi BM25 over ``text.tokenize``.
+
+``score(d, q) = sum over distinct query terms t in d of
+idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(d) / avgdl))`` with
+``k1 = 1.2``, ``b = 0.75`` and ``idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))``
+(always > 0), where ``N``, ``df`` and ``avgdl`` are those of the namespace.
+
+Layout, per namespace: every indexed document gets a fresh integer *slot*;
+each term has a postings list of ``(slot, tf)`` held in numpy arrays, with
+appends buffered in Python lists and merged when the term is next queried
+(amortised O(1) per posting). Replacing or removing a document only marks
+its slot dead and fixes the document frequencies; dead postings are skipped
+at query time and dropped by a rebuild once they outnumber the live ones.
+A query touches only the postings of its terms, accumulating into one dense
+float32 array.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ...text import tokenize
+
+__all__ = ["InMemoryKeywordIndex"]
+
+K1 = 1.2
+B = 0.75
+
+
+class _Postings:
+    __slots__ = ("pending_slots", "pending_tf", "slots", "tf")
+
+    def __init__(self) -> None:
+        self.slots: npt.NDArray[np.int32] = np.empty(0, dtype=np.int32)
+        self.tf: npt.NDArray[np.float32] = np.empty(0, dtype=np.float32)
+        self.pending_slots: list[int] = []
+        self.pending_tf: list[int] = []
+
+    def arrays(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        if self.pending_slots:
+            self.slots = np.concatenate([self.slots, np.asarray(self.pending_slots, dtype=np.int32)])
+            self.tf = np.concatenate([self.tf, np.asarray(self.pending_tf, dtype=np.float32)])
+            self.pending_slots.clear()
+            self.pending_tf.clear()
+        return self.slots, self.tf
+
+
+class _Shard:
+    """The index of one namespace."""
+
+    def __init__(self) -> None:
+        self.slot_of: dict[str, int] = {}
+        self.ids: list[str] = []
+        self.terms: list[tuple[tuple[str, int], ...]] = []  # (term, tf) of each slot
+        self.lengths: list[int] = []
+        self.length_array: npt.NDArray[np.float32] = np.empty(0, dtype=np.float32)
+        self.alive: npt.NDArray[np.bool_] = np.zeros(64, dtype=np.bool_)
+        self.postings: dict[str, _Postings] = {}
+        self.df: Counter[str] = Counter()
+        self.total_length = 0
+        self.dead_postings = 0
+        self.live_postings = 0
+
+    def add(self, doc_id: str, tokens: list[str]) -> None:
+        self.drop(doc_id)
+        slot = len(self.ids)
+        if slot == len(self.alive):
+            grown = np.zeros(slot * 2, dtype=np.bool_)
+            grown[:slot] = self.alive
+            self.alive = grown
+        tf = Counter(tokens)
+        self.slot_of[doc_id] = slot
+        self.ids.append(doc_id)
+        self.terms.append(tuple(tf.items()))
+        self.lengths.append(len(tokens))
+        self.alive[slot] = True
+        self.total_length += len(tokens)
+        self.live_postings += len(tf)
+        for term, count in tf.items():
+            postings = self.postings.get(term)
+            if postings is None:
+                postings = self.postings[term] = _Postings()
+            postings.pending_slots.append(slot)
+            postings.pending_tf.append(count)
+            self.df[term] += 1
+
+    def drop(self, doc_id: str) -> None:
+        slot = self.slot_of.pop(doc_id, None)
+        if slot is None:
+            return
+        self.alive[slot] = False
+        self.total_length -= self.lengths[slot]
+        terms = self.terms[slot]
+        self.live_postings -= len(terms)
+        self.dead_postings += len(terms)
+        for term, _ in terms:
+            self.df[term] -= 1
+            if self.df[term] <= 0:  # every posting of the term is dead: drop them now
+                del self.df[term]
+                postings = self.postings.pop(term)
+                self.dead_postings -= len(postings.slots) + len(postings.pending_slots)
+
+    def doc_lengths(self) -> npt.NDArray[np.float32]:
+        if len(self.length_array) != len(self.lengths):
+            tail = np.asarray(self.lengths[len(self.length_array) :], dtype=np.float32)
+            self.length_array = np.concatenate([self.length_array, tail])
+        return self.length_array
+
+    def search(self, query_terms: set[str], limit: int) -> list[tuple[str, float]]:
+        n_docs = len(self.slot_of)
+        terms = [t for t in query_terms if t in self.postings]
+        if not terms or n_docs == 0 or limit <= 0:
+            return []
+        lengths = self.doc_lengths()
+        avgdl = max(self.total_length / n_docs, 1e-9)
+        scores = np.zeros(len(self.ids), dtype=np.float32)
+        for term in terms:
+            slots, tf = self.postings[term].arrays()
+            df = self.df[term]
+            idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+            norm = np.float32(K1 * (1.0 - B)) + np.float32(K1 * B / avgdl) * lengths[slots]
+            scores[slots] += np.float32(idf * (K1 + 1.0)) * tf / (tf + norm)
+        scores *= self.alive[: len(scores)]
+        hits = np.flatnonzero(scores > 0)
+        if len(hits) > limit:
+            hits = hits[np.argpartition(-scores[hits], limit - 1)[:limit]]
+        ranked = sorted(((self.ids[s], float(scores[s])) for s in hits), key=lambda h: (-h[1], h[0]))
+        return ranked
+
+    def compacted(self) -> _Shard:
+        fresh = _Shard()
+        for doc_id, slot in sorted(self.slot_of.items(), key=lambda item: item[1]):
+            fresh.add(doc_id, [term for term, tf in self.terms[slot] for _ in range(tf)])
+        return fresh
+
+
+class InMemoryKeywordIndex:
+    """``IKeywordIndex`` kept in process memory (BM25, k1=1.2, b=0.75)."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._shards: dict[str, _Shard] = {}
+        self._lock = threading.Lock()
+
+    def index(self, namespace: str, docs: Sequence[tuple[str, str]]) -> None:
+        tokenized = [(doc_id, tokenize(text)) for doc_id, text in docs]
+        with self._lock:
+            shard = self._shards.setdefault(namespace, _Shard())
+            for doc_id, tokens in tokenized:
+                shard.add(doc_id, tokens)
+            self._maybe_compact(namespace, shard)
+
+    def remove(self, namespace: str, ids: Sequence[str]) -> None:
+        with self._lock:
+            shard = self._shards.get(namespace)
+            if shard is None:
+                return
+            for doc_id in ids:
+                shard.drop(doc_id)
+            if not shard.slot_of:
+                del self._shards[namespace]
+            else:
+                self._maybe_compact(namespace, shard)
+
+    def _maybe_compact(self, namespace: str, shard: _Shard) -> None:
+        if shard.dead_postings > max(shard.live_postings, 1024):
+            self._shards[namespace] = shard.compacted()
+
+    def search(self, namespace: str, query: str, limit: int) -> list[tuple[str, float]]:
+        terms = set(tokenize(query))
+        with self._lock:
+            shard = self._shards.get(namespace)
+            return shard.search(terms, limit) if shard is not None else []
+
+    def count(self, namespace: str) -> int:
+        with self._lock:
+            shard = self._shards.get(namespace)
+            return len(shard.slot_of) if shard is not None else 0
+
+    def health(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

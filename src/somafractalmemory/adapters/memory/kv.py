@@ -1,0 +1,247 @@
+"""In-process canonical store (``IKeyValueStore``), for tests and ``MemoryMode.TEST``.
+
+Each namespace keeps its memories in a dict and, beside it, a columnar numpy
+index with one row ("slot") per memory: the coordinate padded to 16 values,
+its number of dimensions, the memory type, ``updated_at`` and importance.
+Range queries, ``recent`` and ``important`` are vectorised over those
+columns (no walk over payloads). Freed slots are reused.
+
+Stored and returned memories are copies, so a caller mutating a payload
+never changes the store. All methods are thread-safe (one lock).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ...errors import InvalidInput
+from ...interfaces.storage import Filters
+from ...models import MAX_DIMS, Coordinate, HistoryEntry, Memory, MemoryType, matches_filters
+from ._util import check_box, clone_history, clone_memory, top_n
+
+__all__ = ["InMemoryKeyValueStore"]
+
+_TYPE_CODE = {MemoryType.EPISODIC: 1, MemoryType.SEMANTIC: 2}
+
+
+class _Table:
+    """The memories of one namespace plus their columnar index."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.memories: dict[str, Memory] = {}
+        self.slot_of: dict[str, int] = {}
+        self.ids: list[str] = []
+        self.free: list[int] = []
+        self.coords = np.zeros((capacity, MAX_DIMS), dtype=np.float64)
+        self.ndim = np.zeros(capacity, dtype=np.int8)  # 0 marks a free slot
+        self.kind = np.zeros(capacity, dtype=np.int8)
+        self.updated = np.zeros(capacity, dtype=np.float64)
+        self.importance = np.zeros(capacity, dtype=np.float64)
+        self.history: list[HistoryEntry] = []
+        self.history_of: dict[str, list[HistoryEntry]] = {}
+
+    def _grow(self) -> None:
+        size = len(self.ndim) * 2
+        coords = np.zeros((size, MAX_DIMS), dtype=np.float64)
+        coords[: len(self.coords)] = self.coords
+        self.coords = coords
+        for name in ("ndim", "kind", "updated", "importance"):
+            old = getattr(self, name)
+            new = np.zeros(size, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def put(self, m: Memory) -> None:
+        slot = self.slot_of.get(m.id)
+        if slot is None:
+            if self.free:
+                slot = self.free.pop()
+                self.ids[slot] = m.id
+            else:
+                slot = len(self.ids)
+                if slot == len(self.ndim):
+                    self._grow()
+                self.ids.append(m.id)
+            self.slot_of[m.id] = slot
+        n = len(m.coordinate)
+        self.coords[slot, :n] = m.coordinate
+        self.ndim[slot] = n
+        self.kind[slot] = _TYPE_CODE[m.memory_type]
+        self.updated[slot] = m.updated_at
+        self.importance[slot] = m.importance
+        self.memories[m.id] = m
+
+    def delete(self, memory_id: str) -> bool:
+        slot = self.slot_of.pop(memory_id, None)
+        if slot is None:
+            return False
+        del self.memories[memory_id]
+        self.ndim[slot] = 0
+        self.kind[slot] = 0
+        self.ids[slot] = ""
+        self.free.append(slot)
+        return True
+
+    def add_history(self, entries: Sequence[HistoryEntry]) -> None:
+        for entry in entries:
+            self.history.append(entry)
+            self.history_of.setdefault(entry.memory_id, []).append(entry)
+
+    def live(self, memory_type: MemoryType | None) -> npt.NDArray[np.bool_]:
+        size = len(self.ids)
+        if memory_type is None:
+            return self.ndim[:size] > 0
+        return self.kind[:size] == _TYPE_CODE[memory_type]
+
+
+class InMemoryKeyValueStore:
+    """``IKeyValueStore`` kept in process memory (lost when the process ends)."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._tables: dict[str, _Table] = {}
+        self._lock = threading.RLock()
+
+    def _table(self, namespace: str) -> _Table:
+        table = self._tables.get(namespace)
+        if table is None:
+            table = self._tables[namespace] = _Table()
+        return table
+
+    def put_many(self, memories: Sequence[Memory], history: Sequence[HistoryEntry]) -> None:
+        # Copy and check first, then apply: nothing can fail half-way.
+        new = [clone_memory(m) for m in memories]
+        for m in new:
+            if m.memory_type not in _TYPE_CODE or not 1 <= len(m.coordinate) <= MAX_DIMS:
+                raise InvalidInput("memories", f"memory {m.id} has no valid type or coordinate")
+        entries = [clone_history(h) for h in history]
+        with self._lock:
+            for m in new:
+                self._table(m.namespace).put(m)
+            for h in entries:
+                self._table(h.namespace).add_history([h])
+
+    def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Memory]:
+        with self._lock:
+            table = self._tables.get(namespace)
+            if table is None:
+                return {}
+            found = [table.memories[i] for i in ids if i in table.memories]
+        return {m.id: clone_memory(m) for m in found}
+
+    def delete_many(self, namespace: str, ids: Sequence[str], history: Sequence[HistoryEntry]) -> list[str]:
+        entries = [clone_history(h) for h in history]
+        with self._lock:
+            table = self._table(namespace)
+            deleted = [i for i in dict.fromkeys(ids) if table.delete(i)]
+            for h in entries:
+                self._table(h.namespace).add_history([h])
+            if not table.memories and not table.history:
+                del self._tables[namespace]
+        return deleted
+
+    def iter_memories(
+        self, namespace: str, memory_type: MemoryType | None = None, page_size: int = 500
+    ) -> Iterator[Memory]:
+        with self._lock:
+            table = self._tables.get(namespace)
+            if table is None:
+                return
+            order = sorted(
+                (m.created_at, m.id)
+                for m in table.memories.values()
+                if memory_type is None or m.memory_type is memory_type
+            )
+        step = max(1, page_size)
+        for start in range(0, len(order), step):
+            with self._lock:
+                page = [table.memories.get(i) for _, i in order[start : start + step]]
+                copies = [clone_memory(m) for m in page if m is not None]
+            yield from copies
+
+    def find_range(
+        self, namespace: str, lo: Coordinate, hi: Coordinate, memory_type: MemoryType | None = None
+    ) -> list[Memory]:
+        n = check_box(lo, hi)
+        with self._lock:
+            table = self._tables.get(namespace)
+            if table is None:
+                return []
+            size = len(table.ids)
+            block = table.coords[:size, :n]
+            mask = table.live(memory_type) & (table.ndim[:size] == n)
+            mask &= np.all((block >= np.asarray(lo)) & (block <= np.asarray(hi)), axis=1)
+            found = [table.memories[table.ids[s]] for s in np.flatnonzero(mask)]
+            found.sort(key=lambda m: m.coordinate)
+            return [clone_memory(m) for m in found]
+
+    def filter_ids(
+        self, namespace: str, filters: Filters | None, memory_type: MemoryType | None = None
+    ) -> set[str]:
+        with self._lock:
+            table = self._tables.get(namespace)
+            if table is None:
+                return set()
+            return {
+                m.id
+                for m in table.memories.values()
+                if (memory_type is None or m.memory_type is memory_type) and matches_filters(m.payload, filters)
+            }
+
+    def history(self, namespace: str, memory_id: str) -> list[HistoryEntry]:
+        with self._lock:
+            table = self._tables.get(namespace)
+            entries = list(table.history_of.get(memory_id, [])) if table else []
+        entries.sort(key=lambda h: h.changed_at)  # stable: insertion order breaks ties
+        return [clone_history(h) for h in entries]
+
+    def iter_history(self, namespace: str) -> Iterator[HistoryEntry]:
+        with self._lock:
+            table = self._tables.get(namespace)
+            entries = list(table.history) if table else []
+        entries.sort(key=lambda h: h.changed_at)
+        for h in entries:
+            yield clone_history(h)
+
+    def _top(self, namespace: str, n: int, memory_type: MemoryType | None, by_importance: bool) -> list[Memory]:
+        with self._lock:
+            table = self._tables.get(namespace)
+            if table is None or n <= 0:
+                return []
+            slots = np.flatnonzero(table.live(memory_type))
+            keys = [table.importance, table.updated] if by_importance else [table.updated]
+            chosen = top_n(slots, keys, table.ids, n)
+            return [clone_memory(table.memories[table.ids[s]]) for s in chosen]
+
+    def recent(self, namespace: str, n: int, memory_type: MemoryType | None = None) -> list[Memory]:
+        """Newest ``updated_at`` first; ties by id."""
+        return self._top(namespace, n, memory_type, by_importance=False)
+
+    def important(self, namespace: str, n: int, memory_type: MemoryType | None = None) -> list[Memory]:
+        """Highest importance first; ties: newest ``updated_at``, then id."""
+        return self._top(namespace, n, memory_type, by_importance=True)
+
+    def counts(self, namespace: str) -> dict[str, int]:
+        with self._lock:
+            table = self._tables.get(namespace)
+            if table is None:
+                return {"total": 0, "episodic": 0, "semantic": 0}
+            size = len(table.ids)
+            episodic = int(np.count_nonzero(table.kind[:size] == _TYPE_CODE[MemoryType.EPISODIC]))
+            semantic = int(np.count_nonzero(table.kind[:size] == _TYPE_CODE[MemoryType.SEMANTIC]))
+        return {"total": episodic + semantic, "episodic": episodic, "semantic": semantic}
+
+    def namespaces(self) -> list[str]:
+        with self._lock:
+            return sorted(ns for ns, table in self._tables.items() if table.memories)
+
+    def health(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

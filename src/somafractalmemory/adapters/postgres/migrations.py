@@ -1,0 +1,167 @@
+"""Versioned schema migrations for the PostgreSQL adapters.
+
+``MIGRATIONS`` is an ordered list of ``(version, description, sql)``; a
+version, once released, never changes: a schema change is a new entry.
+``migrate(pool)`` applies the missing ones, each in its own transaction under
+a database-wide advisory lock (so concurrent starts take turns), records
+them in ``schema_migrations`` and returns the versions it applied: running it
+twice is a no-op.
+
+Tables (in the pool's schema; the extensions live in ``public``):
+
+* ``memories``: one row per memory; ``coordinate`` (``float8[]``) is the
+  address, ``coord_cube``/``ndim`` are derived from it and indexed together
+  with the namespace by GiST (``cube`` + ``btree_gist``), which serves
+  range queries; ``payload`` is JSONB with a GIN index for filters;
+  timestamps are epoch seconds (``float8``, exact round trip).
+* ``memory_history``: append-only change records, ordered by ``seq``.
+* ``links``: directed typed weighted edges, keyed by
+  ``(namespace, from_id, to_id, link_type)``.
+* ``keyword_docs``: the keyword index: a ``tsvector`` per document built
+  from the shared tokenizer's tokens (never re-parsed by a text-search
+  configuration), with its length for BM25, and a GIN index.
+
+Both extensions are trusted (PostgreSQL 13+), so a database owner can
+install them; on a managed service without them, ask the operator to run
+``CREATE EXTENSION cube; CREATE EXTENSION btree_gist;`` in ``public``.
+"""
+
+from __future__ import annotations
+
+from ...errors import ConfigurationError
+from .pool import PostgresPool, pg_errors, sql
+
+__all__ = ["MIGRATIONS", "applied_versions", "migrate"]
+
+#: Key of the advisory lock that serialises migrations in a database.
+LOCK_KEY = 0x50F4_F2AC_7A1D
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "memories and their history",
+        """
+        CREATE EXTENSION IF NOT EXISTS cube WITH SCHEMA public;
+        CREATE EXTENSION IF NOT EXISTS btree_gist WITH SCHEMA public;
+
+        CREATE TABLE memories (
+            namespace   text        NOT NULL,
+            id          text        NOT NULL,
+            coordinate  float8[]    NOT NULL CHECK (array_ndims(coordinate) = 1),
+            ndim        smallint    GENERATED ALWAYS AS (cardinality(coordinate)) STORED,
+            coord_cube  public.cube GENERATED ALWAYS AS (public.cube(coordinate)) STORED,
+            payload     jsonb       NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
+            memory_type text        NOT NULL CHECK (memory_type IN ('episodic', 'semantic')),
+            importance  float8      NOT NULL DEFAULT 1,
+            created_at  float8      NOT NULL,
+            updated_at  float8      NOT NULL,
+            version     integer     NOT NULL DEFAULT 1,
+            PRIMARY KEY (namespace, id)
+        );
+        CREATE INDEX memories_coord_gist ON memories USING gist (namespace, ndim, coord_cube);
+        CREATE INDEX memories_created ON memories (namespace, created_at, id);
+        CREATE INDEX memories_updated ON memories (namespace, updated_at DESC, id);
+        CREATE INDEX memories_importance ON memories (namespace, importance DESC, updated_at DESC, id);
+        CREATE INDEX memories_payload_gin ON memories USING gin (payload jsonb_path_ops);
+
+        CREATE TABLE memory_history (
+            seq          bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            namespace    text    NOT NULL,
+            memory_id    text    NOT NULL,
+            coordinate   float8[] NOT NULL,
+            version      integer NOT NULL,
+            action       text    NOT NULL CHECK (action IN ('created', 'updated', 'deleted')),
+            payload      jsonb,
+            memory_type  text    CHECK (memory_type IN ('episodic', 'semantic')),
+            changed_at   float8  NOT NULL,
+            actor        text    NOT NULL,
+            changed_keys text[]  NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX memory_history_memory ON memory_history (namespace, memory_id, seq);
+        CREATE INDEX memory_history_namespace ON memory_history (namespace, seq);
+        """,
+    ),
+    (
+        2,
+        "links between memories",
+        """
+        CREATE TABLE links (
+            namespace  text     NOT NULL,
+            from_id    text     NOT NULL,
+            to_id      text     NOT NULL,
+            link_type  text     NOT NULL,
+            from_coord float8[] NOT NULL,
+            to_coord   float8[] NOT NULL,
+            weight     float8   NOT NULL,
+            metadata   jsonb    NOT NULL DEFAULT '{}',
+            created_at float8   NOT NULL,
+            seq        bigint   GENERATED ALWAYS AS IDENTITY,
+            PRIMARY KEY (namespace, from_id, to_id, link_type)
+        );
+        CREATE INDEX links_to ON links (namespace, to_id);
+        """,
+    ),
+    (
+        3,
+        "keyword index",
+        """
+        CREATE TABLE keyword_docs (
+            namespace text     NOT NULL,
+            id        text     NOT NULL,
+            tsv       tsvector NOT NULL,
+            doc_len   integer  NOT NULL,
+            PRIMARY KEY (namespace, id)
+        );
+        CREATE INDEX keyword_docs_tsv ON keyword_docs USING gin (tsv);
+        """,
+    ),
+]
+
+_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer     PRIMARY KEY,
+    description text        NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def applied_versions(pool: PostgresPool) -> list[int]:
+    """Versions recorded in ``schema_migrations`` (empty before the first run)."""
+    with pool.connection() as conn:
+        if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() in (None, (None,)):
+            return []
+        return [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+
+
+def migrate(pool: PostgresPool) -> list[int]:
+    """Apply the missing migrations in order; return the versions applied."""
+    applied: list[int] = []
+    with pool.connection() as conn:
+        for version, description, statements in MIGRATIONS:
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+                    if pool.schema is not None:
+                        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pool.schema)))
+                    conn.execute(_TABLE)
+                    done = conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", [version])
+                    if done.fetchone() is not None:
+                        continue
+                    conn.execute(statements.encode())
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
+                        [version, description],
+                    )
+            except (pg_errors.FeatureNotSupported, pg_errors.UndefinedFile) as exc:
+                raise ConfigurationError(
+                    "PostgreSQL: the cube and btree_gist extensions are required and not available "
+                    f"({str(exc).strip()}); install the server's contrib package"
+                ) from None
+            except pg_errors.InsufficientPrivilege as exc:
+                raise ConfigurationError(
+                    f"PostgreSQL: not allowed to migrate ({str(exc).strip()}); run `soma migrate` as the "
+                    "database owner, or have it create the extensions cube and btree_gist in public"
+                ) from None
+            applied.append(version)
+    return applied

@@ -1,0 +1,70 @@
+"""``RedisRateLimiter``: a sliding-window budget shared by every process.
+
+One sorted set per key holds the timestamps (microseconds, from Redis'
+own clock, so processes on different hosts agree) of the requests counted
+in the last ``window_seconds``. A Lua script trims the expired ones, counts,
+and either records the request or answers how long until the oldest one
+leaves the window; Redis runs scripts one at a time, so the check and the
+count are atomic across processes. Nothing is counted for a refused request.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from ...errors import InvalidInput
+from .client import RedisError, ping, resolve, unavailable
+
+__all__ = ["RedisRateLimiter"]
+
+_HIT = """
+local now_t = redis.call('TIME')
+local now = tonumber(now_t[1]) * 1000000 + tonumber(now_t[2])
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+if count < limit then
+    redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[3])
+    redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1)
+    return 0
+end
+-- allowed again once enough hits have left for the count to drop below limit
+local nth = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+return math.max(1, tonumber(nth[2]) + window - now)
+"""
+
+
+class RedisRateLimiter:
+    """``hit`` counts one request against ``limit`` per ``window_seconds``."""
+
+    name = "redis"
+
+    def __init__(self, client: Any = None, *, prefix: str = "soma:ratelimit:", **connect: Any) -> None:
+        """``client``: a ``redis.Redis`` (not closed by us), a URL, or ``None``
+        with ``connect`` options for ``build_client``."""
+        self._client, self._owned = resolve(client, connect)
+        self.prefix = prefix
+        self._script = self._client.register_script(_HIT)
+
+    def hit(self, key: str, limit: int, window_seconds: float) -> float:
+        """0.0 if allowed (and counted), else seconds until one would be.
+        A ``limit`` below 1 allows nothing (the answer is the window)."""
+        if not window_seconds > 0:
+            raise InvalidInput("window_seconds", f"must be > 0, got {window_seconds}")
+        if limit < 1:
+            return float(window_seconds)
+        window_us = max(1, round(window_seconds * 1_000_000))
+        try:
+            wait_us = self._script(keys=[self.prefix + key], args=[limit, window_us, secrets.token_hex(8)])
+        except RedisError as exc:
+            raise unavailable(exc) from exc
+        return int(wait_us) / 1_000_000
+
+    def health(self) -> None:
+        ping(self._client)
+
+    def close(self) -> None:
+        if self._owned:
+            self._client.close()

@@ -1,0 +1,143 @@
+"""Approximate nearest neighbours (HNSW, via ``usearch``) over a slab.
+
+The index holds ``vector * importance_norm`` under the row's ANN key, with
+the inner-product metric, so ``dot(q, v * imp) = cosine * imp`` ranks like
+the base score for positive cosines. It only proposes candidates: the store
+checks every returned key against the slab (a key is current only while
+its row is unchanged) and recomputes exact scores from the slab, so a
+deleted or replaced point can never come back.
+
+``usearch`` is optional (the ``ann`` extra); without it the fast core is
+exact only and says so once in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["DEFAULT_THRESHOLD", "AnnIndex", "AnnParams", "ann_available"]
+
+log = logging.getLogger(__name__)
+
+#: A namespace is searched through the ANN index from this many points on.
+DEFAULT_THRESHOLD = 20_000
+_CHUNK = 8192
+_state: dict[str, Any] = {"checked": False, "module": None}
+
+
+def _usearch() -> ModuleType | None:
+    """The ``usearch.index`` module, or None (logged once) when missing."""
+    if not _state["checked"]:
+        _state["checked"] = True
+        try:
+            import usearch.index as module
+        except ImportError:
+            log.warning(
+                "usearch is not installed: the fast core runs exact search only; "
+                "install it with: pip install 'somafractalmemory[ann]'"
+            )
+        else:
+            _state["module"] = module
+    module = _state["module"]
+    return module if isinstance(module, ModuleType) else None
+
+
+def ann_available() -> bool:
+    """Whether the ANN index can be used (``usearch`` imports)."""
+    return _usearch() is not None
+
+
+@dataclass(frozen=True, slots=True)
+class AnnParams:
+    """HNSW parameters (see ``docs/FAST_CORE_MATH.md`` for how they were tuned).
+
+    ``connectivity`` is HNSW's M, ``expansion_add`` its ef_construction,
+    ``expansion_search`` its ef; ``oversample`` candidates per wanted hit are
+    fetched and re-ranked exactly; ``dtype`` is the index's storage type
+    (the exact re-rank makes half precision safe).
+    """
+
+    threshold: int = DEFAULT_THRESHOLD
+    connectivity: int = 16
+    expansion_add: int = 128
+    expansion_search: int = 160
+    oversample: int = 4
+    dtype: str = "f16"
+
+
+class AnnIndex:
+    """One HNSW graph keyed by slab ANN keys (not thread-safe by itself)."""
+
+    def __init__(self, dim: int, params: AnnParams, index: Any = None) -> None:
+        module = _usearch()
+        if module is None:
+            raise RuntimeError("usearch is not available")
+        self.dim = dim
+        self.params = params
+        if index is None:
+            index = module.Index(
+                ndim=dim,
+                metric="ip",
+                dtype=params.dtype,
+                connectivity=params.connectivity,
+                expansion_add=params.expansion_add,
+            )
+        index.expansion_search = params.expansion_search
+        self._index = index
+        #: Keys removed since the graph was built (tombstones degrade it).
+        self.removed = 0
+
+    def __len__(self) -> int:
+        return int(len(self._index))
+
+    def add(self, keys: npt.NDArray[np.uint64], scaled: npt.NDArray[np.float32]) -> None:
+        """Add ``scaled`` (vectors pre-multiplied by importance_norm)."""
+        for start in range(0, int(keys.shape[0]), _CHUNK):
+            stop = start + _CHUNK
+            self._index.add(keys[start:stop], scaled[start:stop])
+
+    def remove(self, keys: list[int]) -> None:
+        if keys:
+            self._index.remove(np.asarray(keys, dtype=np.uint64))
+            self.removed += len(keys)
+
+    def contains(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        if keys.shape[0] == 0:
+            return np.zeros(0, dtype=np.bool_)
+        return np.asarray(self._index.contains(keys), dtype=np.bool_).reshape(keys.shape[0])
+
+    def search(self, query: npt.NDArray[np.float32], k: int) -> list[int]:
+        """Keys of up to ``k * oversample`` candidates, best first."""
+        if len(self._index) == 0:
+            return []
+        matches = self._index.search(query, k * self.params.oversample)
+        keys: list[int] = np.asarray(matches.keys, dtype=np.uint64).tolist()
+        return keys
+
+    def needs_rebuild(self) -> bool:
+        """True when tombstones outnumber half of the live points."""
+        return self.removed > max(1_000, len(self) // 2)
+
+    def save(self, path: str) -> None:
+        self._index.save(path)
+
+    @classmethod
+    def restore(cls, path: str, dim: int, params: AnnParams) -> AnnIndex | None:
+        """Load a saved index; None if it is unreadable or of another shape."""
+        module = _usearch()
+        if module is None:
+            return None
+        try:
+            index = module.Index.restore(path)
+        except Exception as exc:  # a damaged file only costs a rebuild
+            log.warning("ignoring unreadable ANN index %s: %s", path, exc)
+            return None
+        if index is None or int(index.ndim) != dim:
+            return None
+        return cls(dim, params, index)

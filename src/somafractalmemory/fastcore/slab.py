@@ -1,0 +1,285 @@
+"""The slab: one namespace's vectors in a contiguous float32 matrix.
+
+Row ``r`` holds one point: its L2-normalised vector, ``importance_norm``,
+memory type, version, payload and an ANN key (a fresh integer per write, so
+an ANN hit can be checked against the current row). Deleting swaps the last
+row into the hole, so rows ``0 .. size-1`` are always the live points and a
+search is one matrix-vector product. Capacity doubles when full.
+
+Search is exact: ``score = clip(slab @ q, 0, 1) * importance_norm`` for every
+row, filters applied first, then the top ``k`` by ``(-score, id)``. See
+``docs/FAST_CORE_MATH.md``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InvalidInput
+from ..models import MemoryType, matches_filters
+
+__all__ = ["TYPE_CODES", "Slab", "normalise", "top_rows"]
+
+F32 = npt.NDArray[np.float32]
+#: ``types`` column encoding: index in this tuple.
+TYPE_CODES: tuple[MemoryType, ...] = (MemoryType.EPISODIC, MemoryType.SEMANTIC)
+_MIN_CAPACITY = 64
+#: With payload filters, look at this many times ``k`` best rows first.
+_FILTER_WINDOW = 4
+#: Version of the on-disk layout written by ``Slab.save``.
+FORMAT = 1
+
+
+def normalise(vector: Any, dim: int, field: str = "vector") -> F32:
+    """``vector`` as a float32 array of shape ``(dim,)`` with norm 1 (or all zero)."""
+    try:
+        arr = np.asarray(vector, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidInput(field, "must be a sequence of numbers") from None
+    if arr.shape != (dim,):
+        raise InvalidInput(field, f"expected shape ({dim},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InvalidInput(field, "values must be finite")
+    norm = float(np.linalg.norm(arr))
+    return arr / np.float32(norm) if norm > 0 else np.zeros(dim, dtype=np.float32)
+
+
+def top_rows(scores: F32, k: int, ids: Sequence[str]) -> list[int]:
+    """Indices of the ``k`` best entries of ``scores`` by ``(-score, ids[i])``.
+
+    Entries below 0 are excluded (they mark filtered-out rows). ``ids[i]`` is
+    the id of entry ``i``. Linear time plus ``O(k log k)``; ties at the cut
+    are settled by id with a heap, never by a full sort.
+    """
+    n = int(scores.shape[0])
+    m = min(k, int(np.count_nonzero(scores >= 0)))
+    if m <= 0:
+        return []
+    threshold = np.partition(scores, n - m)[n - m]
+    above = np.flatnonzero(scores > threshold).tolist()
+    ties = np.flatnonzero(scores == threshold).tolist()
+    chosen = above + heapq.nsmallest(m - len(above), ties, key=ids.__getitem__)
+    return sorted(chosen, key=lambda i: (-scores[i], ids[i]))
+
+
+class Slab:
+    """The points of one namespace (not thread-safe; the store holds a lock)."""
+
+    def __init__(self, dim: int, capacity: int = _MIN_CAPACITY) -> None:
+        self.dim = dim
+        self.size = 0
+        capacity = max(capacity, _MIN_CAPACITY)
+        self.vectors: F32 = np.zeros((capacity, dim), dtype=np.float32)
+        self.importance: F32 = np.zeros(capacity, dtype=np.float32)
+        self.types = np.zeros(capacity, dtype=np.int8)
+        self.versions = np.zeros(capacity, dtype=np.int64)
+        self.keys = np.zeros(capacity, dtype=np.uint64)
+        self.ids: list[str] = []
+        self.payloads: list[dict[str, Any]] = []
+        self.rows: dict[str, int] = {}
+        self.key_rows: dict[int, int] = {}
+        self.next_key = 1
+
+    @property
+    def capacity(self) -> int:
+        return int(self.vectors.shape[0])
+
+    def _reserve(self, extra: int) -> None:
+        need = self.size + extra
+        if need <= self.capacity:
+            return
+        cap = max(self.capacity * 2, need)
+        for name in ("vectors", "importance", "types", "versions", "keys"):
+            old = getattr(self, name)
+            new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
+            new[: self.size] = old[: self.size]
+            setattr(self, name, new)
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: F32,
+        importance: F32,
+        types: Sequence[int],
+        versions: Sequence[int],
+        payloads: Sequence[dict[str, Any]],
+    ) -> tuple[list[int], list[int]]:
+        """Write rows (ids unique within the batch, vectors normalised).
+
+        Returns ``(replaced_keys, written_rows)``: the ANN keys that are no
+        longer current, and the rows now holding the batch.
+        """
+        self._reserve(len(ids))
+        replaced: list[int] = []
+        written: list[int] = []
+        for i, point_id in enumerate(ids):
+            row = self.rows.get(point_id)
+            if row is None:
+                row = self.size
+                self.size += 1
+                self.ids.append(point_id)
+                self.payloads.append(payloads[i])
+                self.rows[point_id] = row
+            else:
+                old_key = int(self.keys[row])
+                replaced.append(old_key)
+                del self.key_rows[old_key]
+                self.payloads[row] = payloads[i]
+            key = self.next_key
+            self.next_key += 1
+            self.keys[row] = key
+            self.key_rows[key] = row
+            written.append(row)
+        rows = np.asarray(written, dtype=np.intp)
+        self.vectors[rows] = vectors
+        self.importance[rows] = importance
+        self.types[rows] = np.asarray(types, dtype=np.int8)
+        self.versions[rows] = np.asarray(versions, dtype=np.int64)
+        return replaced, written
+
+    def delete(self, ids: Sequence[str]) -> list[int]:
+        """Swap-remove the rows of ``ids``; return the ANN keys removed."""
+        removed: list[int] = []
+        for point_id in ids:
+            row = self.rows.pop(point_id, None)
+            if row is None:
+                continue
+            key = int(self.keys[row])
+            del self.key_rows[key]
+            removed.append(key)
+            last = self.size - 1
+            if row != last:
+                for arr in (self.vectors, self.importance, self.types, self.versions, self.keys):
+                    arr[row] = arr[last]
+                self.ids[row] = self.ids[last]
+                self.payloads[row] = self.payloads[last]
+                self.rows[self.ids[row]] = row
+                self.key_rows[int(self.keys[row])] = row
+            self.ids.pop()
+            self.payloads.pop()
+            self.size = last
+        return removed
+
+    def cosines(self, query: F32, rows: npt.NDArray[np.intp] | None = None) -> F32:
+        """Dot products of the (normalised) query with all or some rows."""
+        block = self.vectors[: self.size] if rows is None else self.vectors[rows]
+        cos: F32 = block @ query
+        return cos
+
+    def base_scores(self, cos: F32, rows: npt.NDArray[np.intp] | None = None) -> F32:
+        """``clip(cos, 0, 1) * importance_norm`` for all or some rows."""
+        imp = self.importance[: self.size] if rows is None else self.importance[rows]
+        score: F32 = np.clip(cos, 0.0, 1.0) * imp
+        return score
+
+    def search(
+        self,
+        query: F32,
+        k: int,
+        type_code: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[tuple[int, float, float]]:
+        """Exact top ``k``: ``(row, score, cosine)``, best first."""
+        if self.size == 0 or k <= 0:
+            return []
+        cos = self.cosines(query)
+        score = self.base_scores(cos)
+        if type_code is not None:
+            score[self.types[: self.size] != type_code] = -1.0
+        if filters:
+            rows = self._filtered_rows(score, k, filters)
+            picked = [int(rows[i]) for i in top_rows(score[rows], k, _Subset(self.ids, rows))]
+        else:
+            picked = top_rows(score, k, self.ids)
+        return [(r, float(score[r]), float(np.clip(cos[r], -1.0, 1.0))) for r in picked]
+
+    def _filtered_rows(self, score: F32, k: int, filters: Mapping[str, Any]) -> npt.NDArray[np.intp]:
+        """Rows passing ``filters`` that contain the top ``k`` of those passing.
+
+        The best ``4k`` rows (with ties) are checked first; the window grows
+        fourfold until ``k`` rows pass or every candidate was checked. Any row
+        outside the window scores strictly below every row inside it, so the
+        top ``k`` passing rows are inside once ``k`` of them are found.
+        """
+        n = self.size
+        valid = int(np.count_nonzero(score >= 0))
+        checked: dict[int, bool] = {}
+        window = min(valid, max(_FILTER_WINDOW * k, 64))
+        while True:
+            if window <= 0:
+                return np.zeros(0, dtype=np.intp)
+            threshold = np.partition(score, n - window)[n - window]
+            inside = np.flatnonzero(score >= threshold)
+            passing = []
+            for row in inside.tolist():
+                ok = checked.get(row)
+                if ok is None:
+                    ok = checked[row] = matches_filters(self.payloads[row], filters)
+                if ok:
+                    passing.append(row)
+            if len(passing) >= k or window >= valid:
+                return np.asarray(passing, dtype=np.intp)
+            window = min(valid, window * _FILTER_WINDOW)
+
+
+    def save(self, out: IO[bytes], namespace: str) -> None:
+        """Write the live rows as an uncompressed ``.npz`` (no pickles)."""
+        n = self.size
+        meta = {"format": FORMAT, "namespace": namespace, "dim": self.dim, "next_key": self.next_key}
+        np.savez(
+            out,
+            vectors=self.vectors[:n],
+            importance=self.importance[:n],
+            types=self.types[:n],
+            versions=self.versions[:n],
+            keys=self.keys[:n],
+            ids=np.asarray(self.ids, dtype=np.str_).reshape(n),
+            payloads=_json_bytes(self.payloads),
+            meta=_json_bytes(meta),
+        )
+
+    @classmethod
+    def load(cls, source: IO[bytes]) -> tuple[str, Slab]:
+        """Read what ``save`` wrote; returns ``(namespace, slab)``."""
+        with np.load(source, allow_pickle=False) as data:
+            meta = json.loads(data["meta"].tobytes())
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"unknown slab format {meta.get('format')!r}")
+            ids = [str(i) for i in data["ids"].tolist()]
+            slab = cls(int(meta["dim"]), capacity=len(ids))
+            n = slab.size = len(ids)
+            for name in ("vectors", "importance", "types", "versions", "keys"):
+                getattr(slab, name)[:n] = data[name]
+            payloads = json.loads(data["payloads"].tobytes())
+        if len(payloads) != n or slab.vectors.shape[1] != slab.dim:
+            raise ValueError("slab arrays do not agree in length")
+        slab.ids = ids
+        slab.payloads = payloads
+        slab.rows = {point_id: row for row, point_id in enumerate(ids)}
+        slab.key_rows = {int(key): row for row, key in enumerate(slab.keys[:n].tolist())}
+        slab.next_key = int(meta["next_key"])
+        return str(meta["namespace"]), slab
+
+
+def _json_bytes(value: Any) -> npt.NDArray[np.uint8]:
+    return np.frombuffer(json.dumps(value, separators=(",", ":")).encode(), dtype=np.uint8)
+
+
+class _Subset(Sequence[str]):
+    """``ids`` seen through a row selection, without copying the strings."""
+
+    def __init__(self, ids: list[str], rows: npt.NDArray[np.intp]) -> None:
+        self._ids = ids
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return int(self._rows.shape[0])
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._ids[int(self._rows[index])]

@@ -1,0 +1,63 @@
+"""The set of adapters one memory system runs on (built by the factory)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..interfaces.storage import (
+    ICache,
+    IEmbedder,
+    IEventBus,
+    IGraphStore,
+    IKeyValueStore,
+    IKeywordIndex,
+    ILockManager,
+    IRateLimiter,
+    IVectorStore,
+)
+
+__all__ = ["Backends", "Options"]
+
+
+@dataclass
+class Options:
+    """Behaviour switches of the core (plain values; settings live at the edges)."""
+
+    index_synchronously: bool = True
+    reconcile_on_start: bool = True
+    validate_events: bool = True
+    recency_half_life_seconds: float = 30 * 86400.0
+    max_memory_size: int | None = None
+    decay_enabled: bool = False
+    decay_fields: dict[str, float] = field(default_factory=dict)
+    decay_interval_seconds: float = 86400.0
+    actor: str = "library"
+
+
+@dataclass
+class Backends:
+    """Every port the core needs, wired to concrete adapters."""
+
+    kv: IKeyValueStore
+    graph: IGraphStore
+    vectors: IVectorStore
+    keywords: IKeywordIndex
+    cache: ICache
+    locks: ILockManager
+    rate_limiter: IRateLimiter
+    bus: IEventBus
+    embedder: IEmbedder
+    mode: str = "test"
+    options: Options = field(default_factory=Options)
+
+    def close(self) -> None:
+        """Flush derived indexes and close every adapter once."""
+        try:
+            self.vectors.flush()
+        finally:
+            seen: set[int] = set()
+            for adapter in (self.kv, self.graph, self.vectors, self.keywords, self.cache, self.bus):
+                if id(adapter) in seen:
+                    continue
+                seen.add(id(adapter))
+                adapter.close()

@@ -1,0 +1,202 @@
+"""Writes: store (insert or update with history), bulk store, remember, delete."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ..errors import InvalidInput
+from ..models import (
+    Coordinate,
+    HistoryEntry,
+    Memory,
+    MemoryType,
+    canonical_coordinate,
+    memory_id,
+    now,
+    validate_payload,
+)
+from .backends import Backends
+from .events import EventEmitter
+from .hooks import Hooks
+from .indexer import Indexer
+
+__all__ = ["StoreService", "parse_bulk_item"]
+
+MAX_BULK_ITEMS = 100_000
+
+
+def parse_bulk_item(item: Any, index: int) -> tuple[Any, Any, Any]:
+    """``(coordinate, payload, memory_type)`` from a tuple or a dict item."""
+    if isinstance(item, Mapping):
+        if "coordinate" not in item and "coord" not in item:
+            raise InvalidInput(f"items[{index}].coordinate", "is required")
+        coord = item.get("coordinate", item.get("coord"))
+        return coord, item.get("payload"), item.get("memory_type", item.get("type"))
+    if isinstance(item, (tuple, list)) and len(item) in (2, 3):
+        return item[0], item[1], item[2] if len(item) == 3 else None
+    raise InvalidInput(f"items[{index}]", "must be (coordinate, payload, memory_type) or a dict")
+
+
+class StoreService:
+    """Every write of a namespace goes through here."""
+
+    def __init__(
+        self, namespace: str, backends: Backends, indexer: Indexer, events: EventEmitter, hooks: Hooks
+    ) -> None:
+        self.namespace = namespace
+        self.b = backends
+        self.indexer = indexer
+        self.events = events
+        self.hooks = hooks
+        self._lock = threading.RLock()
+
+    # -- building ---------------------------------------------------------
+    def _build(
+        self,
+        coord: Coordinate,
+        payload: dict[str, Any],
+        mtype: MemoryType,
+        existing: Memory | None,
+        at: float,
+    ) -> tuple[Memory, HistoryEntry]:
+        if mtype is MemoryType.EPISODIC and payload.get("timestamp") is None:
+            payload["timestamp"] = at
+        ttl = payload.get("ttl_seconds")
+        if ttl is not None and payload.get("expires_at") is None:
+            payload["expires_at"] = at + float(ttl)
+        mid = memory_id(self.namespace, coord)
+        version = existing.version + 1 if existing else 1
+        memory = Memory(
+            id=mid,
+            namespace=self.namespace,
+            coordinate=coord,
+            payload=payload,
+            memory_type=mtype,
+            created_at=existing.created_at if existing else at,
+            updated_at=at,
+            version=version,
+        )
+        if existing:
+            keys = sorted(
+                k for k in set(payload) | set(existing.payload) if payload.get(k) != existing.payload.get(k)
+            )
+            if existing.memory_type is not mtype:
+                keys.append("memory_type")
+        else:
+            keys = sorted(payload)
+        entry = HistoryEntry(
+            namespace=self.namespace,
+            memory_id=mid,
+            coordinate=coord,
+            version=version,
+            action="updated" if existing else "created",
+            payload=payload,
+            memory_type=mtype,
+            changed_at=at,
+            actor=self.b.options.actor,
+            changed_keys=keys,
+        )
+        return memory, entry
+
+    def _validated(
+        self, items: Iterable[tuple[Any, Any, Any]], prefix: str | None
+    ) -> list[tuple[Coordinate, dict[str, Any], MemoryType]]:
+        out: dict[Coordinate, tuple[Coordinate, dict[str, Any], MemoryType]] = {}
+        for i, (coord, payload, mtype) in enumerate(items):
+            where = f"{prefix}[{i}]." if prefix else ""
+            c = canonical_coordinate(coord, f"{where}coordinate")
+            p = validate_payload(payload, f"{where}payload")
+            t = MemoryType.parse(mtype, f"{where}memory_type")
+            out[c] = (c, p, t)  # the last write to a coordinate in a batch wins
+        return list(out.values())
+
+    # -- writes -----------------------------------------------------------
+    def store_many(self, items: Iterable[tuple[Any, Any, Any]], prefix: str | None = "items") -> list[Memory]:
+        """Validate everything first, then write the batch: one round trip per store."""
+        clean = self._validated(items, prefix)
+        if len(clean) > MAX_BULK_ITEMS:
+            raise InvalidInput("items", f"at most {MAX_BULK_ITEMS} items per call")
+        if not clean:
+            return []
+        for coord, payload, mtype in clean:
+            self.hooks.fire("before_store", coordinate=coord, payload=payload, memory_type=mtype)
+        with self._lock:
+            ids = [memory_id(self.namespace, c) for c, _, _ in clean]
+            existing = self.b.kv.get_many(self.namespace, ids)
+            at = now()
+            built = [
+                self._build(c, p, t, existing.get(mid), at) for (c, p, t), mid in zip(clean, ids, strict=True)
+            ]
+            memories = [m for m, _ in built]
+            self.b.kv.put_many(memories, [h for _, h in built])
+            if self.b.options.index_synchronously:
+                self.indexer.index(memories)
+        self.events.stored(memories)
+        for memory in memories:
+            self.hooks.fire("after_store", memory=memory)
+        return memories
+
+    def store(self, coordinate: Any, payload: Any, memory_type: Any = MemoryType.EPISODIC) -> Memory:
+        return self.store_many([(coordinate, payload, memory_type)], prefix=None)[0]
+
+    def free_coordinate(self, payload: Mapping[str, Any]) -> Coordinate:
+        """The coordinate ``remember`` picks: three numbers in [0, 1000) from a
+        hash of the namespace and the payload; while it is taken, the last
+        number is increased by 1."""
+        digest = hashlib.blake2b(
+            (self.namespace + "\x1f" + json.dumps(payload, sort_keys=True)).encode(), digest_size=12
+        ).digest()
+        parts = [int.from_bytes(digest[i : i + 4], "big") % 1_000_000 / 1000.0 for i in (0, 4, 8)]
+        coord = (parts[0], parts[1], parts[2])
+        while self.b.kv.get_many(self.namespace, [memory_id(self.namespace, coord)]):
+            coord = (coord[0], coord[1], coord[2] + 1.0)
+        return coord
+
+    def remember(
+        self, payload: Any, coordinate: Any = None, memory_type: Any = MemoryType.EPISODIC
+    ) -> Memory:
+        clean = validate_payload(payload)
+        with self._lock:
+            coord = (
+                canonical_coordinate(coordinate) if coordinate is not None else self.free_coordinate(clean)
+            )
+            return self.store(coord, clean, memory_type)
+
+    def delete_many(self, coordinates: Sequence[Any]) -> list[Memory]:
+        coords = [canonical_coordinate(c, f"coordinates[{i}]") for i, c in enumerate(coordinates)]
+        for coord in coords:
+            self.hooks.fire("before_forget", coordinate=coord)
+        with self._lock:
+            ids = list(dict.fromkeys(memory_id(self.namespace, c) for c in coords))
+            existing = self.b.kv.get_many(self.namespace, ids)
+            if not existing:
+                return []
+            at = now()
+            gone = list(existing.values())
+            history = [
+                HistoryEntry(
+                    namespace=self.namespace,
+                    memory_id=m.id,
+                    coordinate=m.coordinate,
+                    version=m.version + 1,
+                    action="deleted",
+                    payload=None,
+                    memory_type=m.memory_type,
+                    changed_at=at,
+                    actor=self.b.options.actor,
+                    changed_keys=[],
+                )
+                for m in gone
+            ]
+            deleted = set(self.b.kv.delete_many(self.namespace, [m.id for m in gone], history))
+            gone = [m for m in gone if m.id in deleted]
+            self.b.graph.remove_nodes(self.namespace, [m.id for m in gone])
+            self.indexer.unindex(self.namespace, [m.id for m in gone])
+        self.events.deleted(gone)
+        for memory in gone:
+            self.hooks.fire("after_forget", memory=memory)
+        return gone

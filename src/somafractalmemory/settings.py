@@ -1,0 +1,94 @@
+"""All settings, read from the environment and ``.env`` (edges only).
+
+The API, the CLI, the workers and the factory read these; the core takes
+plain arguments. ``.env.example`` lists every variable with its default.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Every environment variable Soma Fractal Memory reads."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    memory_mode: str = Field(
+        "development",
+        alias="MEMORY_MODE",
+        description="test | development | evented_enterprise | cloud_managed",
+    )
+    namespace: str = Field("default", alias="SOMA_NAMESPACE", description="namespace used when none is given")
+    data_dir: str = Field(".soma", alias="SOMA_DATA_DIR", description="where DEVELOPMENT keeps its files")
+    postgres_url: str | None = Field(
+        None, alias="POSTGRES_URL", description="PostgreSQL DSN; enables the PostgreSQL canonical store"
+    )
+    postgres_pool_max: int = Field(
+        10, alias="POSTGRES_POOL_MAX", description="connections in the PostgreSQL pool"
+    )
+    redis_url: str | None = Field(
+        None, alias="REDIS_URL", description="redis:// or rediss:// URL (beats host/port)"
+    )
+    redis_host: str | None = Field(
+        None, alias="REDIS_HOST", description="Redis host; enables the Redis cache"
+    )
+    redis_port: int = Field(6379, alias="REDIS_PORT", description="Redis port")
+    redis_db: int = Field(0, alias="REDIS_DB", description="Redis database number")
+    qdrant_url: str | None = Field(None, alias="QDRANT_URL", description="Qdrant server or Cloud URL")
+    qdrant_host: str | None = Field(None, alias="QDRANT_HOST", description="Qdrant server host")
+    qdrant_port: int = Field(6333, alias="QDRANT_PORT", description="Qdrant server port")
+    qdrant_api_key: str | None = Field(None, alias="QDRANT_API_KEY", description="Qdrant Cloud API key")
+    qdrant_path: str | None = Field(None, alias="QDRANT_PATH", description="Qdrant local mode directory")
+    vector_backend: str | None = Field(
+        None, alias="SOMA_VECTOR_BACKEND", description="memory | fast | qdrant (overrides the mode's choice)"
+    )
+    fast_core: bool | None = Field(
+        None, alias="SFM_FAST_CORE", description="1 = fast core vector index, 0 = reference in-process store"
+    )
+    ann_threshold: int = Field(
+        20_000,
+        alias="SOMA_ANN_THRESHOLD",
+        description="vectors per namespace above which the fast core uses HNSW",
+    )
+    kafka_bootstrap_servers: str | None = Field(
+        None, alias="KAFKA_BOOTSTRAP_SERVERS", description="Kafka or Redpanda brokers"
+    )
+    eventing_enabled: bool = Field(
+        True, alias="EVENTING_ENABLED", description="publish events of writes (always off in TEST)"
+    )
+    force_hash_embeddings: bool = Field(
+        False, alias="SOMA_FORCE_HASH_EMBEDDINGS", description="use the hash embedder (tests only)"
+    )
+    embeddings_model: str | None = Field(None, alias="SOMA_EMBEDDINGS_MODEL", description="minilm | hash")
+    max_memory_size: int | None = Field(
+        None,
+        alias="SOMA_MAX_MEMORY_SIZE",
+        description="prune the least important memories beyond this many per namespace",
+    )
+    rate_limit_max: int = Field(
+        5000, alias="SOMA_RATE_LIMIT_MAX", description="requests per window per API key or client address"
+    )
+    rate_limit_window: float = Field(
+        60.0, alias="SOMA_RATE_LIMIT_WINDOW", description="rate-limit window in seconds"
+    )
+    api_keys: str | None = Field(None, alias="SOMA_API_KEYS", description="key=ns1|ns2[:ro],... (see docs)")
+    api_keys_file: str | None = Field(None, alias="SOMA_API_KEYS_FILE", description="JSON file of API keys")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, alias="SOMA_MAX_BODY_BYTES", description="largest accepted request body"
+    )
+    openapi_path: str | None = Field(
+        "openapi.json",
+        alias="SOMA_OPENAPI_PATH",
+        description="where the API writes its spec at start (empty = don't)",
+    )
+    host: str = Field("127.0.0.1", alias="SOMA_HOST", description="address soma serve binds")
+    port: int = Field(9595, alias="SOMA_PORT", description="port soma serve binds")
+    uvicorn_workers: int = Field(1, alias="UVICORN_WORKERS", description="API worker processes")
+    uvicorn_timeout_graceful: int = Field(
+        30, alias="UVICORN_TIMEOUT_GRACEFUL", description="seconds to drain requests on shutdown"
+    )
+    metrics_port: int = Field(8001, alias="SOMA_METRICS_PORT", description="Prometheus port of workers")
