@@ -249,6 +249,5 @@ def create_memory_system(
     backends = create_backends(mode, config)
     memory = SomaFractalMemoryEnterprise(namespace, backends)
     if backends.options.reconcile_on_start:
-        for ns in sorted(set(backends.kv.namespaces()) | {memory.namespace}):
-            memory.for_namespace(ns).reconcile()
+        memory.reconcile()  # heals indexes after a crash; other namespaces heal on first use by the API
     return memory

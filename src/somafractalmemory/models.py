@@ -162,10 +162,11 @@ def validate_payload(payload: Any, field_name: str = "payload") -> dict[str, Any
     if not isinstance(payload, Mapping):
         raise InvalidInput(field_name, f"must be a JSON object, got {type(payload).__name__}")
     _check_json(payload, field_name, 0)
-    clean: dict[str, Any] = json.loads(json.dumps(payload))
-    size = len(json.dumps(clean, separators=(",", ":")).encode())
+    encoded = json.dumps(payload, separators=(",", ":"))
+    size = len(encoded) if encoded.isascii() else len(encoded.encode())
     if size > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(field_name, f"{size} bytes exceeds the limit of {MAX_PAYLOAD_BYTES}")
+    clean: dict[str, Any] = json.loads(encoded)
     if "importance" in clean:
         imp = clean["importance"]
         if isinstance(imp, bool) or not isinstance(imp, (int, float)) or imp < 0:
@@ -213,7 +214,7 @@ def _match_one(actual: Any, expected: Any) -> bool:
         }
         for op, bound in expected.items():
             if op == "in":
-                if not _match_one(actual, list(bound)):
+                if not isinstance(bound, (list, tuple, str)) or not _match_one(actual, list(bound)):
                     return False
                 continue
             if op == "ne":
@@ -222,6 +223,8 @@ def _match_one(actual: Any, expected: Any) -> bool:
                 continue
             fn = ops.get(op)
             if fn is None or isinstance(actual, bool) or not isinstance(actual, (int, float)):
+                return False
+            if not isinstance(bound, (int, float)):  # a non-numeric bound matches nothing
                 return False
             if not fn(actual, bound):
                 return False
@@ -276,6 +279,12 @@ def validate_filters(filters: Any, field_name: str = "filters") -> dict[str, Any
             unknown = set(expected) - {"gt", "gte", "lt", "lte", "in", "ne"}
             if unknown:
                 raise InvalidInput(f"{field_name}.{key}", f"unknown operator(s) {sorted(unknown)}")
+            for op in ("gt", "gte", "lt", "lte"):
+                bound = expected.get(op)
+                if op in expected and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
+                    raise InvalidInput(f"{field_name}.{key}.{op}", "must be a number")
+            if "in" in expected and not isinstance(expected["in"], list):
+                raise InvalidInput(f"{field_name}.{key}.in", "must be a list")
     return dict(filters)
 
 

@@ -138,7 +138,10 @@ def test_graph_neighbors_and_weighted_path(mem: SomaFractalMemoryEnterprise) -> 
     assert [link.from_coord for link in mem.get_neighbors((4,), direction="in")] != []
     with pytest.raises(NotFound):
         mem.link_memories((0,), (99,))
-    assert [m.coordinate for m in mem.get_linked_memories((0,), depth=2)][:2] == [(1.0,), (2.0,)]
+    walk = [m.coordinate for m in mem.get_linked_memories((0,), depth=2)]
+    assert walk[:2] == [(2.0,), (1.0,)]  # neighbours by weight, then the second hop
+    assert set(walk[2:]) == {(3.0,), (4.0,)}
+    assert [m.coordinate for m in mem.get_linked_memories((0,), depth=1)] == [(2.0,), (1.0,)]
 
 
 def test_context_graph_signal(mem: SomaFractalMemoryEnterprise) -> None:

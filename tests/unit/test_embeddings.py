@@ -69,6 +69,8 @@ def test_hash_rows_are_normalised_and_empty_is_zero() -> None:
     _check_rows(embedder.embed(TEXTS), TEXTS, 384)
     assert not embedder.embed([""]).any()
     assert embedder.embed([]).shape == (0, 384)
+    with pytest.raises(TypeError):
+        embedder.embed("one text, not a list")
 
 
 def test_hash_similar_texts_are_closer_than_unrelated() -> None:
@@ -113,6 +115,9 @@ def minilm() -> Iterator[IEmbedder]:
 def test_minilm_shape_and_norms(minilm: IEmbedder) -> None:
     assert (minilm.model_id, minilm.dim) == ("all-MiniLM-L6-v2-int8", 384)
     _check_rows(minilm.embed(TEXTS), TEXTS, 384)
+    assert minilm.embed([]).shape == (0, 384)
+    with pytest.raises(TypeError):
+        minilm.embed("one text, not a list")
 
 
 def test_minilm_is_semantic(minilm: IEmbedder) -> None:

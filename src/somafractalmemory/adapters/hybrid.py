@@ -103,7 +103,7 @@ class CachedKeyValueStore:
         for i, memory in fresh.items():
             token = tokens.get(i)
             if token is not None:
-                entry = {"t": token.decode(), "m": memory.to_dict()}
+                entry = {"t": token.decode("latin-1"), "m": memory.to_dict()}
                 self.cache.set(data[i], json.dumps(entry).encode(), self.ttl_seconds)
         found.update(fresh)
         return {i: found[i] for i in wanted if i in found}
@@ -190,7 +190,7 @@ class CachedKeyValueStore:
             return None
         try:
             entry: dict[str, Any] = json.loads(raw)
-            if entry.get("t") != token.decode():
+            if entry.get("t") != token.decode("latin-1"):
                 return None
             memory = Memory.from_dict(entry["m"])
         except (ValueError, KeyError, TypeError):
@@ -222,7 +222,7 @@ def _keys(pairs: Iterable[tuple[str, str]]) -> list[str]:
 
 
 PostgresRedisHybridStore = CachedKeyValueStore
-"""The production pairing: ``CachedKeyValueStore(PostgresKeyValueStore(...),
+"""The production pairing: ``CachedKeyValueStore(PostgresStore(...),
 RedisCache(...))``. PostgreSQL holds the truth; Redis serves repeated reads.
 Redis down means slower reads, never a failed or lost write, never a stale or
 deleted memory served (see the module docstring for how)."""

@@ -33,7 +33,7 @@ _U64 = npt.NDArray[np.uint64]
 _BIGRAM_WEIGHT = 0.5
 _TRIGRAM_WEIGHT = 0.25
 _TRIGRAM_SALT = np.uint64(0x5851F42D4C957F2D)
-_CHUNK = 4096  # texts scattered at once (bounds the float64 scratch array)
+_CHUNK = 1024  # texts scattered at once: keeps the float64 scratch array in cache
 
 
 def _digest(token: str) -> int:
@@ -67,6 +67,8 @@ class HashEmbedder:
 
     def embed(self, texts: Sequence[str]) -> Vector:
         """``(len(texts), dim)`` float32, rows L2-normalised (zero if no word)."""
+        if isinstance(texts, str):
+            raise TypeError("embed takes a sequence of texts, not one str")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), _CHUNK):
             out[start : start + _CHUNK] = self._embed_chunk(texts[start : start + _CHUNK])

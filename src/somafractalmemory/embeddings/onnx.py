@@ -88,8 +88,8 @@ class OnnxMiniLMEmbedder:
         intra_op_threads: int | None = None,
         max_length: int = 256,
     ) -> None:
-        if batch_size < 1 or max_length < 2:
-            raise ConfigurationError("batch_size must be >= 1 and max_length >= 2")
+        if batch_size < 1 or not 2 <= max_length <= 512:
+            raise ConfigurationError("batch_size must be >= 1 and max_length in [2, 512]")
         ort = _require("onnxruntime", "onnxruntime")
         tokenizers = _require("tokenizers", "tokenizers")
         model_file = _existing(model_path, "ONNX model") if model_path else default_model_path()
@@ -111,6 +111,8 @@ class OnnxMiniLMEmbedder:
 
     def embed(self, texts: Sequence[str]) -> Vector:
         """``(len(texts), 384)`` float32, rows L2-normalised (zero for blank text)."""
+        if isinstance(texts, str):
+            raise TypeError("embed takes a sequence of texts, not one str")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         keep = [i for i, text in enumerate(texts) if text.strip()]
         if not keep:

@@ -34,10 +34,10 @@ def _load(name: str) -> Any:
     module, attribute, extra = EMBEDDERS[name]
     try:
         return getattr(importlib.import_module(module), attribute)
-    except MissingDependency:
-        raise
     except ImportError as exc:
-        raise MissingDependency(exc.name or module, extra or "all") from exc
+        if extra is None or isinstance(exc, MissingDependency):
+            raise
+        raise MissingDependency(exc.name or module, extra) from exc
 
 
 @functools.lru_cache(maxsize=4)

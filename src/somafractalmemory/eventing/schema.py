@@ -1,13 +1,18 @@
-"""Validation of events against ``schemas/memory.event.json``."""
+"""Validation of events against ``schemas/memory.event.json``.
+
+The schema is compiled once to Python code (fastjsonschema), so validating
+every event costs microseconds.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+import fastjsonschema
 
 from ..errors import InvalidInput
 
@@ -22,13 +27,15 @@ def event_schema() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(event_schema())
+def _validator() -> Callable[[Any], Any]:
+    validator: Callable[[Any], Any] = fastjsonschema.compile(event_schema())
+    return validator
 
 
 def validate_event(event: dict[str, Any]) -> None:
-    """Raise ``InvalidInput`` (field ``event``) if the event breaks the schema."""
-    error = next(iter(_validator().iter_errors(event)), None)
-    if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "event"
-        raise InvalidInput(f"event.{where}" if where != "event" else where, error.message)
+    """Raise ``InvalidInput`` (field ``event...``) if the event breaks the schema."""
+    try:
+        _validator()(event)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        where = str(exc.name or "data").replace("data", "event", 1)
+        raise InvalidInput(where, str(exc.message)) from None

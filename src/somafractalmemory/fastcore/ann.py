@@ -14,6 +14,7 @@ exact only and says so once in the log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -61,14 +62,23 @@ class AnnParams:
     ``expansion_search`` its ef; ``oversample`` candidates per wanted hit are
     fetched and re-ranked exactly; ``dtype`` is the index's storage type
     (the exact re-rank makes half precision safe).
+
+    After a build, ``calibrate`` measures the top-10 overlap with exact search
+    on ``probes`` queries and raises ``expansion_search`` (up to
+    ``max_expansion``) until it reaches ``target_overlap`` (0.97, a margin
+    over the promised 0.95); if it never does, the index is not used for
+    that namespace.
     """
 
     threshold: int = DEFAULT_THRESHOLD
     connectivity: int = 16
-    expansion_add: int = 128
-    expansion_search: int = 160
+    expansion_add: int = 64
+    expansion_search: int = 128
     oversample: int = 4
     dtype: str = "f16"
+    target_overlap: float = 0.97
+    max_expansion: int = 1024
+    probes: int = 100
 
 
 class AnnIndex:
@@ -94,13 +104,23 @@ class AnnIndex:
         self.removed = 0
 
     def __len__(self) -> int:
-        return int(len(self._index))
+        return len(self._index)
 
-    def add(self, keys: npt.NDArray[np.uint64], scaled: npt.NDArray[np.float32]) -> None:
-        """Add ``scaled`` (vectors pre-multiplied by importance_norm)."""
+    def add(
+        self,
+        keys: npt.NDArray[np.uint64],
+        scaled: npt.NDArray[np.float32],
+        stop: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Add ``scaled`` (vectors pre-multiplied by importance_norm) in
+        chunks; give up between chunks once ``stop()`` is true. Returns
+        whether everything was added."""
         for start in range(0, int(keys.shape[0]), _CHUNK):
-            stop = start + _CHUNK
-            self._index.add(keys[start:stop], scaled[start:stop])
+            if stop is not None and stop():
+                return False
+            end = start + _CHUNK
+            self._index.add(keys[start:end], scaled[start:end])
+        return True
 
     def remove(self, keys: list[int]) -> None:
         if keys:
@@ -123,6 +143,50 @@ class AnnIndex:
     def needs_rebuild(self) -> bool:
         """True when tombstones outnumber half of the live points."""
         return self.removed > max(1_000, len(self) // 2)
+
+    @property
+    def expansion_search(self) -> int:
+        return int(self._index.expansion_search)
+
+    def calibrate(
+        self, keys: npt.NDArray[np.uint64], scaled: npt.NDArray[np.float32], seed: int = 0
+    ) -> float | None:
+        """Tune ``expansion_search`` (times 1.5 per step) until the top-10
+        overlap with exact search reaches ``target_overlap`` on ``probes``
+        queries; return the overlap, or None if ``max_expansion`` misses it.
+
+        ``keys[i]`` holds ``scaled[i]``. A probe is the normalised midpoint of
+        two random indexed points: in-distribution, but not itself indexed.
+        """
+        params = self.params
+        n = int(scaled.shape[0])
+        pairs = np.random.default_rng(seed).integers(0, n, size=(params.probes, 2))
+        ends = scaled[pairs.ravel()]
+        norms = np.linalg.norm(ends, axis=1, keepdims=True)
+        ends = np.divide(ends, norms, out=np.zeros_like(ends), where=norms > 0)
+        mids = ends[0::2] + ends[1::2]
+        mid_norms = np.linalg.norm(mids, axis=1)
+        probes = mids[mid_norms > 0] / mid_norms[mid_norms > 0, None]
+        if probes.shape[0] == 0:
+            return 1.0
+        k = min(10, n)
+        exact = np.maximum(probes @ scaled.T, 0.0)  # the base scores, since importance_norm > 0
+        truth = [set(np.argpartition(-row, k - 1)[:k].tolist()) for row in exact]
+        position = {key: i for i, key in enumerate(keys.tolist())}
+        expansion = params.expansion_search
+        while True:
+            self._index.expansion_search = expansion
+            found = 0
+            for probe, best, scores in zip(probes, truth, exact, strict=True):
+                proposed = (position.get(key) for key in self.search(probe, k))
+                top = sorted((i for i in proposed if i is not None), key=scores.__getitem__, reverse=True)
+                found += len(best.intersection(top[:k]))
+            overlap = found / (k * int(probes.shape[0]))
+            if overlap >= params.target_overlap:
+                return overlap
+            if expansion >= params.max_expansion:
+                return None
+            expansion = min(params.max_expansion, expansion * 3 // 2)
 
     def save(self, path: str) -> None:
         self._index.save(path)

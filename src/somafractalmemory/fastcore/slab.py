@@ -24,7 +24,7 @@ import numpy.typing as npt
 from ..errors import InvalidInput
 from ..models import MemoryType, matches_filters
 
-__all__ = ["TYPE_CODES", "Slab", "normalise", "top_rows"]
+__all__ = ["TYPE_CODES", "Slab", "check_id", "check_importance", "check_version", "normalise", "top_rows"]
 
 F32 = npt.NDArray[np.float32]
 #: ``types`` column encoding: index in this tuple.
@@ -48,6 +48,24 @@ def normalise(vector: Any, dim: int, field: str = "vector") -> F32:
         raise InvalidInput(field, "values must be finite")
     norm = float(np.linalg.norm(arr))
     return arr / np.float32(norm) if norm > 0 else np.zeros(dim, dtype=np.float32)
+
+
+def check_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{where}.id", "must be a non-empty string")
+    return value
+
+
+def check_importance(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise InvalidInput(f"{where}.importance_norm", f"must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_version(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{where}.version", f"must be an integer >= 0, got {value!r}")
+    return value
 
 
 def top_rows(scores: F32, k: int, ids: Sequence[str]) -> list[int]:
@@ -167,9 +185,14 @@ class Slab:
         return removed
 
     def cosines(self, query: F32, rows: npt.NDArray[np.intp] | None = None) -> F32:
-        """Dot products of the (normalised) query with all or some rows."""
+        """Dot products of the (normalised) query with all or some rows.
+
+        ``einsum`` runs in the calling thread; BLAS's threaded matrix-vector
+        product costs tens of milliseconds when the cores are busy (as under
+        a loaded API server), even for a few thousand rows.
+        """
         block = self.vectors[: self.size] if rows is None else self.vectors[rows]
-        cos: F32 = block @ query
+        cos: F32 = np.einsum("ij,j->i", block, query)
         return cos
 
     def base_scores(self, cos: F32, rows: npt.NDArray[np.intp] | None = None) -> F32:
@@ -226,7 +249,6 @@ class Slab:
             if len(passing) >= k or window >= valid:
                 return np.asarray(passing, dtype=np.intp)
             window = min(valid, window * _FILTER_WINDOW)
-
 
     def save(self, out: IO[bytes], namespace: str) -> None:
         """Write the live rows as an uncompressed ``.npz`` (no pickles)."""

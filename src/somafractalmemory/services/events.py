@@ -18,6 +18,11 @@ class EventEmitter:
         self.bus = bus
         self.validate = validate
 
+    @property
+    def enabled(self) -> bool:
+        """False when the bus discards everything (events off): nothing is built."""
+        return self.bus.name != "null"
+
     def _publish(self, events: list[MemoryEvent]) -> None:
         if not events:
             return
@@ -27,6 +32,8 @@ class EventEmitter:
         self.bus.publish(events)
 
     def stored(self, memories: Sequence[Memory]) -> None:
+        if not self.enabled:
+            return
         self._publish(
             [
                 MemoryEvent(
@@ -44,6 +51,8 @@ class EventEmitter:
         )
 
     def deleted(self, memories: Sequence[Memory]) -> None:
+        if not self.enabled:
+            return
         at = now()
         self._publish(
             [
@@ -60,6 +69,8 @@ class EventEmitter:
         )
 
     def linked(self, links: Sequence[Link], created: bool = True) -> None:
+        if not self.enabled:
+            return
         at = now()
         self._publish(
             [

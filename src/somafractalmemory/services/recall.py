@@ -221,7 +221,7 @@ class RecallService:
                 graph=graph.get(mid, 0.0),
             )
             score = combine(parts, w, bool(r.anchors))
-            if score > 0 and score >= r.min_score:
+            if score >= r.min_score:
                 hits.append(RecallHit(memory, score, parts))
         hits.sort(key=lambda h: (-h.score, h.memory.id))
         return hits[: r.top_k]

@@ -62,13 +62,13 @@ class StoreService:
         mtype: MemoryType,
         existing: Memory | None,
         at: float,
+        mid: str,
     ) -> tuple[Memory, HistoryEntry]:
         if mtype is MemoryType.EPISODIC and payload.get("timestamp") is None:
             payload["timestamp"] = at
         ttl = payload.get("ttl_seconds")
         if ttl is not None and payload.get("expires_at") is None:
             payload["expires_at"] = at + float(ttl)
-        mid = memory_id(self.namespace, coord)
         version = existing.version + 1 if existing else 1
         memory = Memory(
             id=mid,
@@ -129,7 +129,7 @@ class StoreService:
             existing = self.b.kv.get_many(self.namespace, ids)
             at = now()
             built = [
-                self._build(c, p, t, existing.get(mid), at) for (c, p, t), mid in zip(clean, ids, strict=True)
+                self._build(c, p, t, existing.get(mid), at, mid) for (c, p, t), mid in zip(clean, ids, strict=True)
             ]
             memories = [m for m, _ in built]
             self.b.kv.put_many(memories, [h for _, h in built])

@@ -68,10 +68,10 @@ class TransferService:
         history: list[HistoryEntry] = []
         links: list[Link] = []
         for number, raw in enumerate(source, start=1):
-            line = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if not line.strip():
-                continue
             try:
+                line = raw.decode() if isinstance(raw, bytes) else str(raw)
+                if not line.strip():
+                    continue
                 data: Any = json.loads(line)
                 kind = data.get("kind") if isinstance(data, dict) else None
                 if kind == "header":
@@ -95,7 +95,7 @@ class TransferService:
                     raise ValueError(f"unknown kind {kind!r}")
             except InvalidInput as exc:
                 raise InvalidInput(f"line {number}.{exc.field}", exc.message) from None
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                 raise InvalidInput(f"line {number}", f"not a valid export line: {exc}") from None
         for start in range(0, max(len(memories), len(history)), BATCH):
             chunk = memories[start : start + BATCH]

@@ -20,21 +20,21 @@ def _cache(request: pytest.FixtureRequest) -> Any:
     from somafractalmemory.adapters.redis import RedisCache
 
     url, prefix = _prefix(request)
-    return RedisCache(url, prefix=prefix + "cache:")
+    return RedisCache(url, prefix=prefix)
 
 
 def _locks(request: pytest.FixtureRequest) -> Any:
     from somafractalmemory.adapters.redis import RedisLockManager
 
     url, prefix = _prefix(request)
-    return RedisLockManager(url, prefix=prefix + "lock:")
+    return RedisLockManager(url, prefix=prefix)
 
 
 def _ratelimit(request: pytest.FixtureRequest) -> Any:
     from somafractalmemory.adapters.redis import RedisRateLimiter
 
     url, prefix = _prefix(request)
-    return RedisRateLimiter(url, prefix=prefix + "rl:")
+    return RedisRateLimiter(url, prefix=prefix)
 
 
 def _hybrid_memory_redis(request: pytest.FixtureRequest) -> Any:

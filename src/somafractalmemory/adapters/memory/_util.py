@@ -24,18 +24,45 @@ def copy_json(value: Any) -> Any:
 
 
 def clone_memory(m: Memory) -> Memory:
-    return Memory(m.id, m.namespace, tuple(m.coordinate), copy_json(m.payload), m.memory_type,
-                  m.created_at, m.updated_at, m.version)
+    return Memory(
+        m.id,
+        m.namespace,
+        tuple(m.coordinate),
+        copy_json(m.payload),
+        m.memory_type,
+        m.created_at,
+        m.updated_at,
+        m.version,
+    )
 
 
 def clone_history(h: HistoryEntry) -> HistoryEntry:
-    return HistoryEntry(h.namespace, h.memory_id, tuple(h.coordinate), h.version, h.action,
-                        copy_json(h.payload), h.memory_type, h.changed_at, h.actor, list(h.changed_keys))
+    return HistoryEntry(
+        h.namespace,
+        h.memory_id,
+        tuple(h.coordinate),
+        h.version,
+        h.action,
+        copy_json(h.payload),
+        h.memory_type,
+        h.changed_at,
+        h.actor,
+        list(h.changed_keys),
+    )
 
 
 def clone_link(link: Link) -> Link:
-    return Link(link.namespace, link.from_id, link.to_id, tuple(link.from_coord), tuple(link.to_coord),
-                link.link_type, link.weight, copy_json(link.metadata), link.created_at)
+    return Link(
+        link.namespace,
+        link.from_id,
+        link.to_id,
+        tuple(link.from_coord),
+        tuple(link.to_coord),
+        link.link_type,
+        link.weight,
+        copy_json(link.metadata),
+        link.created_at,
+    )
 
 
 def check_box(lo: Sequence[float], hi: Sequence[float]) -> int:

@@ -1,10 +1,12 @@
 """In-process canonical store (``IKeyValueStore``), for tests and ``MemoryMode.TEST``.
 
 Each namespace keeps its memories in a dict and, beside it, a columnar numpy
-index with one row ("slot") per memory: the coordinate padded to 16 values,
-its number of dimensions, the memory type, ``updated_at`` and importance.
-Range queries, ``recent`` and ``important`` are vectorised over those
-columns (no walk over payloads). Freed slots are reused.
+index with one row ("slot") per memory: its number of dimensions, memory
+type, ``updated_at`` and importance, which ``recent`` and ``important``
+rank vectorised (freed slots are reused). Coordinates are packed per
+``(namespace, ndim)`` in a dense ``(count, ndim)`` float64 array, so a range
+query is one vectorised box test over the memories of that dimensionality
+(never a walk over payloads).
 
 Stored and returned memories are copies, so a caller mutating a payload
 never changes the store. All methods are thread-safe (one lock).
@@ -28,6 +30,46 @@ __all__ = ["InMemoryKeyValueStore"]
 _TYPE_CODE = {MemoryType.EPISODIC: 1, MemoryType.SEMANTIC: 2}
 
 
+class _Points:
+    """The coordinates of one dimensionality, packed column-wise: ``coords[d, r]``
+    is dimension ``d`` of the memory in slot ``slots[r]``."""
+
+    def __init__(self, ndim: int) -> None:
+        self.coords = np.zeros((ndim, 16), dtype=np.float64)
+        self.slots = np.zeros(16, dtype=np.int64)
+        self.row_of: dict[int, int] = {}
+
+    def put(self, slot: int, coord: Coordinate) -> None:
+        row = self.row_of.get(slot)
+        if row is None:
+            row = self.row_of[slot] = len(self.row_of)
+            if row == len(self.slots):
+                self.coords = np.concatenate([self.coords, np.zeros_like(self.coords)], axis=1)
+                self.slots = np.concatenate([self.slots, np.zeros_like(self.slots)])
+            self.slots[row] = slot
+        self.coords[:, row] = coord
+
+    def remove(self, slot: int) -> None:
+        row = self.row_of.pop(slot)
+        last = len(self.row_of)  # index of the last row before the removal
+        if row != last:  # move the last row into the hole
+            moved = int(self.slots[last])
+            self.coords[:, row] = self.coords[:, last]
+            self.slots[row] = moved
+            self.row_of[moved] = row
+
+    def within(self, lo: Coordinate, hi: Coordinate) -> npt.NDArray[np.int64]:
+        """Slots inside the inclusive box: a scan of the first dimension, then
+        each further dimension is tested on the remaining rows only."""
+        first = self.coords[0, : len(self.row_of)]
+        rows = np.flatnonzero((first >= lo[0]) & (first <= hi[0]))
+        for d in range(1, len(lo)):
+            column = self.coords[d, rows]
+            rows = rows[(column >= lo[d]) & (column <= hi[d])]
+        found: npt.NDArray[np.int64] = self.slots[rows]
+        return found
+
+
 class _Table:
     """The memories of one namespace plus their columnar index."""
 
@@ -36,7 +78,7 @@ class _Table:
         self.slot_of: dict[str, int] = {}
         self.ids: list[str] = []
         self.free: list[int] = []
-        self.coords = np.zeros((capacity, MAX_DIMS), dtype=np.float64)
+        self.points: dict[int, _Points] = {}
         self.ndim = np.zeros(capacity, dtype=np.int8)  # 0 marks a free slot
         self.kind = np.zeros(capacity, dtype=np.int8)
         self.updated = np.zeros(capacity, dtype=np.float64)
@@ -46,9 +88,6 @@ class _Table:
 
     def _grow(self) -> None:
         size = len(self.ndim) * 2
-        coords = np.zeros((size, MAX_DIMS), dtype=np.float64)
-        coords[: len(self.coords)] = self.coords
-        self.coords = coords
         for name in ("ndim", "kind", "updated", "importance"):
             old = getattr(self, name)
             new = np.zeros(size, dtype=old.dtype)
@@ -68,7 +107,13 @@ class _Table:
                 self.ids.append(m.id)
             self.slot_of[m.id] = slot
         n = len(m.coordinate)
-        self.coords[slot, :n] = m.coordinate
+        old = int(self.ndim[slot])
+        if old and old != n:
+            self.points[old].remove(slot)
+        points = self.points.get(n)
+        if points is None:
+            points = self.points[n] = _Points(n)
+        points.put(slot, m.coordinate)
         self.ndim[slot] = n
         self.kind[slot] = _TYPE_CODE[m.memory_type]
         self.updated[slot] = m.updated_at
@@ -80,6 +125,7 @@ class _Table:
         if slot is None:
             return False
         del self.memories[memory_id]
+        self.points[int(self.ndim[slot])].remove(slot)
         self.ndim[slot] = 0
         self.kind[slot] = 0
         self.ids[slot] = ""
@@ -93,9 +139,10 @@ class _Table:
 
     def live(self, memory_type: MemoryType | None) -> npt.NDArray[np.bool_]:
         size = len(self.ids)
-        if memory_type is None:
-            return self.ndim[:size] > 0
-        return self.kind[:size] == _TYPE_CODE[memory_type]
+        live: npt.NDArray[np.bool_] = (
+            self.ndim[:size] > 0 if memory_type is None else self.kind[:size] == _TYPE_CODE[memory_type]
+        )
+        return live
 
 
 class InMemoryKeyValueStore:
@@ -172,11 +219,11 @@ class InMemoryKeyValueStore:
             table = self._tables.get(namespace)
             if table is None:
                 return []
-            size = len(table.ids)
-            block = table.coords[:size, :n]
-            mask = table.live(memory_type) & (table.ndim[:size] == n)
-            mask &= np.all((block >= np.asarray(lo)) & (block <= np.asarray(hi)), axis=1)
-            found = [table.memories[table.ids[s]] for s in np.flatnonzero(mask)]
+            points = table.points.get(n)
+            slots = points.within(lo, hi) if points is not None else np.zeros(0, dtype=np.int64)
+            if memory_type is not None:
+                slots = slots[table.kind[slots] == _TYPE_CODE[memory_type]]
+            found = [table.memories[table.ids[s]] for s in slots]
             found.sort(key=lambda m: m.coordinate)
             return [clone_memory(m) for m in found]
 
@@ -190,7 +237,8 @@ class InMemoryKeyValueStore:
             return {
                 m.id
                 for m in table.memories.values()
-                if (memory_type is None or m.memory_type is memory_type) and matches_filters(m.payload, filters)
+                if (memory_type is None or m.memory_type is memory_type)
+                and matches_filters(m.payload, filters)
             }
 
     def history(self, namespace: str, memory_id: str) -> list[HistoryEntry]:
@@ -208,7 +256,9 @@ class InMemoryKeyValueStore:
         for h in entries:
             yield clone_history(h)
 
-    def _top(self, namespace: str, n: int, memory_type: MemoryType | None, by_importance: bool) -> list[Memory]:
+    def _top(
+        self, namespace: str, n: int, memory_type: MemoryType | None, by_importance: bool
+    ) -> list[Memory]:
         with self._lock:
             table = self._tables.get(namespace)
             if table is None or n <= 0:

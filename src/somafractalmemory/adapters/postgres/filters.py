@@ -69,9 +69,9 @@ class _Builder:
             ).format(same, v, v, num)
         if _is_number(x):
             num = self.bind(_number(x), "numeric")
-            test = sql.SQL("CASE WHEN jsonb_typeof({}) = 'number' THEN ({})::numeric = {} ELSE false END").format(
-                v, v, num
-            )
+            test = sql.SQL(
+                "CASE WHEN jsonb_typeof({}) = 'number' THEN ({})::numeric = {} ELSE false END"
+            ).format(v, v, num)
             if bool_cross and x in (0, 1):
                 flag = self.bind(Jsonb(bool(x)), "jsonb")
                 return sql.SQL("({} OR {} = {})").format(test, v, flag)
@@ -99,8 +99,11 @@ class _Builder:
                     if not isinstance(bound, (int, float)):
                         raise InvalidInput("filters", f"{op!r} needs a number, got {bound!r}")
                     parts.append(
-                        sql.SQL("CASE WHEN jsonb_typeof({}) = 'number' THEN ({})::numeric " + _NUMERIC_OPS[op]
-                                + " {} ELSE false END").format(v, v, self.bind(_number(bound), "numeric"))
+                        sql.SQL(
+                            "CASE WHEN jsonb_typeof({}) = 'number' THEN ({})::numeric "
+                            + _NUMERIC_OPS[op]
+                            + " {} ELSE false END"
+                        ).format(v, v, self.bind(_number(bound), "numeric"))
                     )
                 else:
                     parts.append(sql.SQL("false"))
@@ -115,7 +118,9 @@ class _Builder:
         other = self.pyeq(v, expected, bool_cross=False)
         if not isinstance(expected, bool):
             other = sql.SQL("(jsonb_typeof({}) <> 'boolean' AND {})").format(v, other)
-        return sql.SQL("(CASE WHEN {} THEN {} ELSE {} END)").format(is_array, self.any_element(v, expected), other)
+        return sql.SQL("(CASE WHEN {} THEN {} ELSE {} END)").format(
+            is_array, self.any_element(v, expected), other
+        )
 
     def contains_hint(self, parts: list[str], expected: Any) -> sql.Composable | None:
         """A GIN-servable necessary condition for string (any-of) equality."""

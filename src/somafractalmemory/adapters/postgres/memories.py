@@ -14,42 +14,46 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from psycopg import sql
+
 from ...errors import InvalidInput
 from ...interfaces.storage import Filters
 from ...models import MAX_DIMS, Coordinate, HistoryEntry, Memory, MemoryType
 from .filters import compile_filters
-from .pool import PostgresPool, sql
+from .pool import PostgresPool
 
 __all__ = ["MemoryTables"]
 
 _COLUMNS = "namespace, id, coordinate, payload, memory_type, created_at, updated_at, version"
 
-_PUT = f"""
+# A batch travels as one JSON array parameter (serialised by the C json
+# encoder, parsed by the server): far cheaper than one array per column.
+_PUT = """
 WITH m AS (
-    INSERT INTO memories ({_COLUMNS}, importance)
-    SELECT d.namespace, d.id, d.coordinate::float8[], d.payload::jsonb, d.memory_type,
-           d.created_at, d.updated_at, d.version, d.importance
-    FROM unnest(%(ns)s::text[], %(id)s::text[], %(coord)s::text[], %(payload)s::text[],
-                %(mtype)s::text[], %(created)s::float8[], %(updated)s::float8[], %(version)s::int[],
-                %(importance)s::float8[])
-         AS d(namespace, id, coordinate, payload, memory_type, created_at, updated_at, version, importance)
+    INSERT INTO memories (namespace, id, coordinate, payload, memory_type, created_at, updated_at,
+                          version, importance)
+    SELECT r.namespace, r.id, r.coordinate, r.payload, r.memory_type, r.created_at, r.updated_at,
+           r.version, r.importance
+    FROM json_to_recordset(%(rows)s::json) AS r(namespace text, id text, coordinate float8[],
+         payload jsonb, memory_type text, created_at float8, updated_at float8, version int,
+         importance float8)
     ON CONFLICT (namespace, id) DO UPDATE SET
         coordinate = EXCLUDED.coordinate, payload = EXCLUDED.payload,
         memory_type = EXCLUDED.memory_type, importance = EXCLUDED.importance,
         created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
     RETURNING 1
-), h AS ({{history}})
+), h AS ({history})
 SELECT (SELECT count(*) FROM m)
 """
 
 _HISTORY = """
     INSERT INTO memory_history (namespace, memory_id, coordinate, version, action, payload,
                                 memory_type, changed_at, actor, changed_keys)
-    SELECT x.namespace, x.memory_id, x.coordinate::float8[], x.version, x.action, x.payload::jsonb,
-           x.memory_type, x.changed_at, x.actor, x.changed_keys::jsonb
-    FROM unnest(%(h_ns)s::text[], %(h_id)s::text[], %(h_coord)s::text[], %(h_version)s::int[],
-                %(h_action)s::text[], %(h_payload)s::text[], %(h_mtype)s::text[],
-                %(h_changed)s::float8[], %(h_actor)s::text[], %(h_keys)s::text[]) WITH ORDINALITY
+    SELECT x.namespace, x.memory_id, x.coordinate, x.version, x.action, x.payload,
+           x.memory_type, x.changed_at, x.actor, coalesce(x.changed_keys, '[]')
+    FROM ROWS FROM (json_to_recordset(%(history)s::json) AS (namespace text, memory_id text,
+         coordinate float8[], version int, action text, payload jsonb, memory_type text,
+         changed_at float8, actor text, changed_keys jsonb)) WITH ORDINALITY
          AS x(namespace, memory_id, coordinate, version, action, payload, memory_type, changed_at,
               actor, changed_keys, ord)
     ORDER BY x.ord
@@ -71,37 +75,43 @@ _HISTORY_COLUMNS = (
 )
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
+    """Compact JSON text; ``InvalidInput`` for what JSON cannot hold."""
     try:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInput("payload", f"is not JSON: {exc}") from None
 
 
-def _coord_text(coord: Sequence[float]) -> str:
-    return "{" + ",".join(repr(float(c)) for c in coord) + "}"
+def check_coordinate(coord: Sequence[float], field: str) -> Sequence[float]:
+    """1..16 values (finiteness is enforced by ``dumps``, which rejects NaN and infinity)."""
+    if not 1 <= len(coord) <= MAX_DIMS:
+        raise InvalidInput(field, f"must have 1 to {MAX_DIMS} values, got {len(coord)}")
+    return coord
 
 
-def _check_coord(coord: Sequence[float], field: str) -> None:
-    if not 1 <= len(coord) <= MAX_DIMS or not all(math.isfinite(c) for c in coord):
-        raise InvalidInput(field, f"must be 1 to {MAX_DIMS} finite numbers, got {tuple(coord)!r}")
+def _history_rows(history: Sequence[HistoryEntry]) -> str:
+    return dumps(
+        [
+            {
+                "namespace": h.namespace,
+                "memory_id": h.memory_id,
+                "coordinate": check_coordinate(h.coordinate, "history.coordinate"),
+                "version": h.version,
+                "action": h.action,
+                "payload": h.payload,
+                "memory_type": None if h.memory_type is None else MemoryType(h.memory_type).value,
+                "changed_at": h.changed_at,
+                "actor": h.actor,
+                "changed_keys": list(h.changed_keys),
+            }
+            for h in history
+        ]
+    )
 
 
-def _history_params(history: Sequence[HistoryEntry]) -> dict[str, list[Any]]:
-    for h in history:
-        _check_coord(h.coordinate, "history.coordinate")
-    return {
-        "h_ns": [h.namespace for h in history],
-        "h_id": [h.memory_id for h in history],
-        "h_coord": [_coord_text(h.coordinate) for h in history],
-        "h_version": [h.version for h in history],
-        "h_action": [h.action for h in history],
-        "h_payload": [None if h.payload is None else _dumps(h.payload) for h in history],
-        "h_mtype": [None if h.memory_type is None else MemoryType(h.memory_type).value for h in history],
-        "h_changed": [h.changed_at for h in history],
-        "h_actor": [h.actor for h in history],
-        "h_keys": [_dumps(list(h.changed_keys)) for h in history],
-    }
+_PUT_SQL = _PUT.replace("{history}", _HISTORY).encode()
+_DELETE_SQL = _DELETE.replace("{history}", _HISTORY).encode()
 
 
 def _memory(row: Sequence[Any]) -> Memory:
@@ -138,6 +148,41 @@ def _type_clause(memory_type: MemoryType | None) -> tuple[sql.Composable, list[A
     return sql.SQL(" AND memory_type = %s"), [MemoryType(memory_type).value]
 
 
+def range_query(
+    namespace: str, lo: Coordinate, hi: Coordinate, memory_type: MemoryType | None = None
+) -> tuple[sql.Composed, list[Any]] | None:
+    """The SQL of ``find_range`` (served by the GiST index ``memories_coord_gist``),
+    or ``None`` for an empty box."""
+    if not lo:
+        raise InvalidInput("lo", "must have at least one value")
+    if len(lo) != len(hi):
+        raise InvalidInput("hi", f"has {len(hi)} values but lo has {len(lo)}")
+    if any(a > b for a, b in zip(lo, hi, strict=True)):
+        return None  # an empty box (the cube type would silently swap the corners)
+    type_sql, type_params = _type_clause(memory_type)
+    query = sql.SQL(
+        "SELECT " + _COLUMNS + " FROM memories WHERE namespace = %s AND ndim = %s"
+        " AND coord_cube <@ public.cube(%s::float8[], %s::float8[]){} ORDER BY coordinate, id"
+    ).format(type_sql)
+    return query, [namespace, len(lo), [float(c) for c in lo], [float(c) for c in hi], *type_params]
+
+
+def filter_query(
+    namespace: str, filters: Filters | None, memory_type: MemoryType | None = None
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """The SQL of ``filter_ids``: ``models.matches_filters`` over the JSONB payloads."""
+    condition, params = compile_filters(filters)
+    params["namespace"] = namespace
+    type_sql = sql.SQL("")
+    if memory_type is not None:
+        params["memory_type"] = MemoryType(memory_type).value
+        type_sql = sql.SQL(" AND memory_type = %(memory_type)s")
+    query = sql.SQL("SELECT id FROM memories WHERE namespace = %(namespace)s{} AND {}").format(
+        type_sql, condition
+    )
+    return query, params
+
+
 class MemoryTables:
     """Memories, history, the coordinate index; needs ``self._pool``."""
 
@@ -146,26 +191,28 @@ class MemoryTables:
     def put_many(self, memories: Sequence[Memory], history: Sequence[HistoryEntry]) -> None:
         latest: dict[tuple[str, str], Memory] = {}
         for m in memories:  # the last write to an id in a batch wins
-            _check_coord(m.coordinate, "memory.coordinate")
             latest[(m.namespace, m.id)] = m
         batch = list(latest.values())
         if not batch and not history:
             return
-        params: dict[str, Any] = {
-            "ns": [m.namespace for m in batch],
-            "id": [m.id for m in batch],
-            "coord": [_coord_text(m.coordinate) for m in batch],
-            "payload": [_dumps(m.payload) for m in batch],
-            "mtype": [MemoryType(m.memory_type).value for m in batch],
-            "created": [m.created_at for m in batch],
-            "updated": [m.updated_at for m in batch],
-            "version": [m.version for m in batch],
-            "importance": [m.importance for m in batch],
-        }
-        params.update(_history_params(history))
-        query = _PUT.replace("{history}", _HISTORY)
+        rows = dumps(
+            [
+                {
+                    "namespace": m.namespace,
+                    "id": m.id,
+                    "coordinate": check_coordinate(m.coordinate, "memory.coordinate"),
+                    "payload": m.payload,
+                    "memory_type": MemoryType(m.memory_type).value,
+                    "created_at": m.created_at,
+                    "updated_at": m.updated_at,
+                    "version": m.version,
+                    "importance": m.importance,
+                }
+                for m in batch
+            ]
+        )
         with self._pool.connection() as conn:
-            conn.execute(query.encode(), params)
+            conn.execute(_PUT_SQL, {"rows": rows, "history": _history_rows(history)})
 
     def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Memory]:
         if not ids:
@@ -180,10 +227,9 @@ class MemoryTables:
     def delete_many(self, namespace: str, ids: Sequence[str], history: Sequence[HistoryEntry]) -> list[str]:
         if not ids and not history:
             return []
-        params: dict[str, Any] = {"namespace": namespace, "ids": list(dict.fromkeys(ids))}
-        params.update(_history_params(history))
+        params = {"namespace": namespace, "ids": list(dict.fromkeys(ids)), "history": _history_rows(history)}
         with self._pool.connection() as conn:
-            rows = conn.execute(_DELETE.replace("{history}", _HISTORY).encode(), params).fetchall()
+            rows = conn.execute(_DELETE_SQL, params).fetchall()
         gone = {row[0] for row in rows}
         return [i for i in params["ids"] if i in gone]
 
@@ -209,35 +255,17 @@ class MemoryTables:
     def find_range(
         self, namespace: str, lo: Coordinate, hi: Coordinate, memory_type: MemoryType | None = None
     ) -> list[Memory]:
-        if not lo:
-            raise InvalidInput("lo", "must have at least one value")
-        if len(lo) != len(hi):
-            raise InvalidInput("hi", f"has {len(hi)} values but lo has {len(lo)}")
-        if any(a > b for a, b in zip(lo, hi, strict=True)):
-            return []  # an empty box (the cube type would silently swap the corners)
-        type_sql, type_params = _type_clause(memory_type)
-        query = sql.SQL(
-            "SELECT " + _COLUMNS + " FROM memories WHERE namespace = %s AND ndim = %s"
-            " AND coord_cube <@ public.cube(%s::float8[], %s::float8[]){} ORDER BY coordinate, id"
-        ).format(type_sql)
-        params = [namespace, len(lo), [float(c) for c in lo], [float(c) for c in hi], *type_params]
+        query = range_query(namespace, lo, hi, memory_type)
+        if query is None:
+            return []
         with self._pool.connection() as conn:
-            return [_memory(row) for row in conn.execute(query, params)]
+            return [_memory(row) for row in conn.execute(*query)]
 
     def filter_ids(
         self, namespace: str, filters: Filters | None, memory_type: MemoryType | None = None
     ) -> set[str]:
-        condition, params = compile_filters(filters)
-        params["namespace"] = namespace
-        type_sql = sql.SQL("")
-        if memory_type is not None:
-            params["memory_type"] = MemoryType(memory_type).value
-            type_sql = sql.SQL(" AND memory_type = %(memory_type)s")
-        query = sql.SQL("SELECT id FROM memories WHERE namespace = %(namespace)s{} AND {}").format(
-            type_sql, condition
-        )
         with self._pool.connection() as conn:
-            return {row[0] for row in conn.execute(query, params)}
+            return {row[0] for row in conn.execute(*filter_query(namespace, filters, memory_type))}
 
     def history(self, namespace: str, memory_id: str) -> list[HistoryEntry]:
         query = (
@@ -266,8 +294,9 @@ class MemoryTables:
         if n <= 0:
             return []
         type_sql, type_params = _type_clause(memory_type)
-        query = sql.SQL("SELECT " + _COLUMNS + " FROM memories WHERE namespace = %s{} ORDER BY " + order
-                        + " LIMIT %s").format(type_sql)
+        query = sql.SQL(
+            "SELECT " + _COLUMNS + " FROM memories WHERE namespace = %s{} ORDER BY " + order + " LIMIT %s"
+        ).format(type_sql)
         with self._pool.connection() as conn:
             return [_memory(row) for row in conn.execute(query, [namespace, *type_params, n])]
 

@@ -28,8 +28,11 @@ install them; on a managed service without them, ask the operator to run
 
 from __future__ import annotations
 
+from psycopg import errors as pg_errors
+from psycopg import sql
+
 from ...errors import ConfigurationError
-from .pool import PostgresPool, pg_errors, sql
+from .pool import PostgresPool
 
 __all__ = ["MIGRATIONS", "applied_versions", "migrate"]
 
@@ -45,9 +48,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE EXTENSION IF NOT EXISTS btree_gist WITH SCHEMA public;
 
         CREATE TABLE memories (
-            namespace   text        NOT NULL,
-            id          text        NOT NULL,
-            coordinate  float8[]    NOT NULL CHECK (array_ndims(coordinate) = 1),
+            namespace   text        COLLATE "C" NOT NULL,
+            id          text        COLLATE "C" NOT NULL,
+            coordinate  float8[]    NOT NULL
+                        CHECK (array_ndims(coordinate) = 1 AND cardinality(coordinate) <= 16),
             ndim        smallint    GENERATED ALWAYS AS (cardinality(coordinate)) STORED,
             coord_cube  public.cube GENERATED ALWAYS AS (public.cube(coordinate)) STORED,
             payload     jsonb       NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
@@ -66,8 +70,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 
         CREATE TABLE memory_history (
             seq          bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            namespace    text    NOT NULL,
-            memory_id    text    NOT NULL,
+            namespace    text    COLLATE "C" NOT NULL,
+            memory_id    text    COLLATE "C" NOT NULL,
             coordinate   float8[] NOT NULL,
             version      integer NOT NULL,
             action       text    NOT NULL CHECK (action IN ('created', 'updated', 'deleted')),
@@ -75,10 +79,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             memory_type  text    CHECK (memory_type IN ('episodic', 'semantic')),
             changed_at   float8  NOT NULL,
             actor        text    NOT NULL,
-            changed_keys text[]  NOT NULL DEFAULT '{}'
+            changed_keys jsonb   NOT NULL DEFAULT '[]'
         );
-        CREATE INDEX memory_history_memory ON memory_history (namespace, memory_id, seq);
-        CREATE INDEX memory_history_namespace ON memory_history (namespace, seq);
+        CREATE INDEX memory_history_memory ON memory_history (namespace, memory_id, changed_at, seq);
+        CREATE INDEX memory_history_namespace ON memory_history (namespace, changed_at, seq);
         """,
     ),
     (
@@ -86,10 +90,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "links between memories",
         """
         CREATE TABLE links (
-            namespace  text     NOT NULL,
-            from_id    text     NOT NULL,
-            to_id      text     NOT NULL,
-            link_type  text     NOT NULL,
+            namespace  text     COLLATE "C" NOT NULL,
+            from_id    text     COLLATE "C" NOT NULL,
+            to_id      text     COLLATE "C" NOT NULL,
+            link_type  text     COLLATE "C" NOT NULL,
             from_coord float8[] NOT NULL,
             to_coord   float8[] NOT NULL,
             weight     float8   NOT NULL,
@@ -99,6 +103,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             PRIMARY KEY (namespace, from_id, to_id, link_type)
         );
         CREATE INDEX links_to ON links (namespace, to_id);
+        CREATE INDEX links_seq ON links (namespace, seq);
         """,
     ),
     (
@@ -106,8 +111,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "keyword index",
         """
         CREATE TABLE keyword_docs (
-            namespace text     NOT NULL,
-            id        text     NOT NULL,
+            namespace text     COLLATE "C" NOT NULL,
+            id        text     COLLATE "C" NOT NULL,
             tsv       tsvector NOT NULL,
             doc_len   integer  NOT NULL,
             PRIMARY KEY (namespace, id)
@@ -143,7 +148,9 @@ def migrate(pool: PostgresPool) -> list[int]:
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
                     if pool.schema is not None:
-                        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pool.schema)))
+                        conn.execute(
+                            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(pool.schema))
+                        )
                     conn.execute(_TABLE)
                     done = conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", [version])
                     if done.fetchone() is not None:

@@ -7,25 +7,28 @@ Layout
     ``ns_1`` -> ``sfm_ns_5f1``; names over 200 characters keep a readable
     head and end in a SHA-256 digest). Collections are created on first
     write with distance DOT; on a server they get payload indexes on
-    ``memory_type`` and on ``payload.<key>`` for each ``indexed_keys`` entry.
+    ``memory_type``, ``plain_id`` and ``payload.<key>`` for each
+    ``indexed_keys`` entry (default: ``tags`` as keyword).
 
 Points
-    Point id = memory id (a UUID string). The stored vector is the
+    Point id = memory id (a UUID string). Any other id string (the port
+    allows them) is stored under its UUIDv5 and kept in the payload as
+    ``id``, with ``plain_id: true``. The stored vector is the
     L2-normalised vector times ``importance_norm``, so with a normalised
     query Qdrant's DOT score *is* ``cosine * importance_norm``. The point
     payload is ``{"importance_norm", "memory_type", "version", "payload"}``
     (the memory payload nested under ``payload``).
 
 Search
-    Score = ``max(0, qdrant score)``; cosine = score / importance_norm.
-    Filters are pushed down (see ``filters``) so they apply before the top-k
-    cut; when the pushed filter is only a superset, candidates are checked
-    with ``models.matches_filters`` and more are fetched until ``k`` match or
-    the collection is exhausted. Exact ties at the k-th score are fetched
-    too, so ties break by id as in every adapter; points scoring 0 (cosine
-    <= 0) come after, by id, from a scroll in id order. On a server, search
-    is HNSW-approximate above Qdrant's indexing threshold unless
-    ``exact_search=True``; local mode is always exact.
+    Score = ``max(0, qdrant score)``; cosine = score / importance_norm. On a
+    server, filters are pushed down (see ``filters``) so they apply before
+    the top-k cut, and checked again with ``models.matches_filters`` where
+    Qdrant's matching is only a superset. Local mode evaluates filters in
+    Python at ~50 µs per point, far slower than that check, so by default
+    (``push_filters=None``) it searches unfiltered and checks candidates
+    client side; the answers are the same (see ``search`` for the ranking).
+    On a server, search is HNSW-approximate above Qdrant's indexing
+    threshold unless ``exact_search=True``; local mode is always exact.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -43,9 +45,10 @@ import numpy.typing as npt
 
 from ...errors import BackendUnavailable, ConfigurationError, InvalidInput
 from ...interfaces.storage import Filters, Vector, VectorHit, VectorPoint
-from ...models import MemoryType, matches_filters
+from ...models import MemoryType, validate_filters, validate_namespace
 from .client import Connection, connect
 from .filters import PAYLOAD_KEY, TYPE_KEY, FilterPlan, plan_filter
+from .search import IMP, MEMORY_ID, PAGE, PLAIN, VERSION, Request, cosine, memory_id_of, point_id, run
 
 try:
     from qdrant_client import models as qm
@@ -58,10 +61,7 @@ __all__ = ["QdrantVectorStore", "collection_name"]
 
 _SAFE = re.compile(r"[A-Za-z0-9-]")
 _MAX_NAME = 200
-_PAGE = 1000
-_MAX_FETCH = 10_000
 _INDEX_TYPES = {"keyword", "integer", "float", "bool", "datetime", "text", "uuid"}
-_IMP, _VERSION = "importance_norm", "version"
 
 
 def collection_name(prefix: str, namespace: str) -> str:
@@ -100,6 +100,7 @@ class QdrantVectorStore:
         collection_prefix: str = "sfm_",
         indexed_keys: Mapping[str, str] | None = None,
         exact_search: bool = False,
+        push_filters: bool | None = None,
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 65536:
             raise ConfigurationError(f"Qdrant vector dim must be an integer 1-65536, got {dim!r}")
@@ -118,6 +119,7 @@ class QdrantVectorStore:
         self.indexed_keys = keys
         self._params = qm.SearchParams(exact=True) if exact_search else None
         self._known: set[str] = set()
+        self._plain: dict[str, bool] = {}  # local mode: does a collection hold non-UUID ids
         self._closed = False
         self._conn: Connection = connect(
             url=url,
@@ -132,6 +134,7 @@ class QdrantVectorStore:
             prefer_grpc=prefer_grpc,
             timeout=timeout,
         )
+        self._push = not self._conn.local if push_filters is None else bool(push_filters)
         if not self._conn.local:
             try:
                 self.health()  # fail at start, with the setting to fix
@@ -142,36 +145,39 @@ class QdrantVectorStore:
     # -- writes -----------------------------------------------------------
 
     def upsert(self, namespace: str, points: Sequence[VectorPoint]) -> None:
-        latest = {self._point_id(p.id, "points.id"): p for p in points}  # last one wins
-        if not latest:
+        validate_namespace(namespace)
+        structs: dict[str, qm.PointStruct] = {}
+        for i, p in enumerate(points):
+            where = f"points[{i}]"
+            mid = _check_id(p.id, where)
+            imp = _importance(p.importance_norm, where)
+            payload: dict[str, Any] = {
+                IMP: imp,
+                TYPE_KEY: MemoryType.parse(p.memory_type, f"{where}.memory_type").value,
+                VERSION: _version(p.version, where),
+                PAYLOAD_KEY: dict(p.payload or {}),
+            }
+            pid = point_id(mid)
+            if pid != mid:
+                payload.update({MEMORY_ID: mid, PLAIN: True})
+            vector = (self._unit(p.vector, f"{where}.vector") * np.float32(imp)).tolist()
+            structs.pop(mid, None)  # the last write of an id wins
+            structs[mid] = qm.PointStruct(id=pid, vector=vector, payload=payload)
+        if not structs:
             return
-        rows = self._rows([p.vector for p in latest.values()], "points.vector")
-        structs = []
-        for row, (pid, p) in zip(rows, latest.items(), strict=True):
-            imp = _importance(p.importance_norm)
-            structs.append(
-                qm.PointStruct(
-                    id=pid,
-                    vector=(row * np.float32(imp)).tolist(),
-                    payload={
-                        _IMP: imp,
-                        TYPE_KEY: MemoryType.parse(p.memory_type).value,
-                        _VERSION: int(p.version),
-                        PAYLOAD_KEY: p.payload,
-                    },
-                )
-            )
-        name = self._collection(namespace, create=True) or ""
+        name = self._ensure(namespace)
         with self._call("upsert"):
-            self._conn.client.upsert(name, points=structs, wait=True)
+            self._conn.client.upsert(name, points=list(structs.values()), wait=True)
+        if name in self._plain and any(s.payload and PLAIN in s.payload for s in structs.values()):
+            self._plain[name] = True
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
-        valid = [i for i in ids if _is_uuid(i)]  # anything else was never stored
+        pids = [point_id(i) for i in ids if isinstance(i, str) and i]  # anything else was never stored
         name = self._collection(namespace)
-        if not valid or name is None:
+        if not pids or name is None:
             return
         with self._call("delete"):
-            self._conn.client.delete(name, points_selector=qm.PointIdsList(points=list(valid)), wait=True)
+            self._conn.client.delete(name, points_selector=qm.PointIdsList(points=list(pids)), wait=True)
 
     # -- reads ------------------------------------------------------------
 
@@ -183,41 +189,35 @@ class QdrantVectorStore:
         memory_type: MemoryType | None = None,
         filters: Filters | None = None,
     ) -> list[VectorHit]:
-        query = self._rows([vector], "vector")[0]
-        if k <= 0:
-            return []
-        plan = plan_filter(MemoryType.parse(memory_type) if memory_type is not None else None, filters)
+        query = self._unit(vector, "vector")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise InvalidInput("k", f"must be an integer >= 0, got {k!r}")
+        clean = validate_filters(filters)
+        wanted = None if memory_type is None else MemoryType.parse(memory_type)
+        plan = plan_filter(wanted, clean)
         name = self._collection(namespace)
-        if name is None or plan.empty:
+        if k == 0 or name is None or plan.empty:
             return []
-        hits = self._positive(name, query, k, plan, filters) if query.any() else []
-        if len(hits) < k:
-            hits += self._zero(name, query, k - len(hits), plan, filters, {h.id for h in hits})
-        return hits
+        if not self._push and plan.filter is not None:
+            plan = FilterPlan(None, exact=False)
+        request = Request(self._conn, name, query, plan, wanted, clean, self._params)
+        return run(request, k, self._plain_ids(name))
 
     def cosines(self, namespace: str, vector: Vector, ids: Sequence[str]) -> dict[str, float]:
-        query = self._rows([vector], "vector")[0]
-        valid = list(dict.fromkeys(i for i in ids if _is_uuid(i)))
+        query = self._unit(vector, "vector")
+        wanted = {point_id(i): i for i in ids if isinstance(i, str) and i}
         name = self._collection(namespace)
-        if not valid or name is None:
+        if not wanted or name is None:
             return {}
         with self._call("retrieve"):
-            records = self._conn.client.retrieve(name, ids=valid, with_payload=False, with_vectors=True)
-        return {str(r.id): _cosine(query, r.vector) for r in records}
+            records = self._conn.client.retrieve(
+                name, ids=list(wanted), with_payload=False, with_vectors=True
+            )
+        return {wanted[str(r.id)]: cosine(query, r.vector) for r in records if str(r.id) in wanted}
 
     def versions(self, namespace: str) -> dict[str, int]:
         name = self._collection(namespace)
-        out: dict[str, int] = {}
-        offset: Any = None
-        while name is not None:
-            with self._call("scroll"):
-                records, offset = self._conn.client.scroll(
-                    name, limit=_PAGE, offset=offset, with_payload=[_VERSION], with_vectors=False
-                )
-            out.update({str(r.id): int((r.payload or {}).get(_VERSION, 1)) for r in records})
-            if offset is None:
-                break
-        return out
+        return {} if name is None else {mid: v for mid, v, _ in self._scan(name, [VERSION, MEMORY_ID, PLAIN])}
 
     def count(self, namespace: str) -> int:
         name = self._collection(namespace)
@@ -241,85 +241,25 @@ class QdrantVectorStore:
             with self._conn.call("close"):
                 self._conn.client.close()
 
-    # -- internals --------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"QdrantVectorStore({self._conn.target!r}, dim={self.dim}, prefix={self.prefix!r})"
 
-    def _positive(
-        self, name: str, query: npt.NDArray[np.float32], k: int, plan: FilterPlan, filters: Filters | None
-    ) -> list[VectorHit]:
-        """Hits with a score > 0: the top ``k`` plus every exact tie of the k-th."""
-        selector = [_IMP] if plan.exact else [_IMP, PAYLOAD_KEY]
-        limit = k + 1 if plan.exact else min(max(2 * k, k + 16), _MAX_FETCH)
-        offset = 0
-        found: dict[str, VectorHit] = {}
-        while True:
-            with self._call("search"):
-                points = self._conn.client.query_points(
-                    name,
-                    query=query.tolist(),
-                    query_filter=plan.filter,
-                    limit=limit,
-                    offset=offset,
-                    with_payload=selector,
-                    with_vectors=False,
-                    search_params=self._params,
-                ).points
-            done = len(points) < limit
-            for p in points:
-                if p.score <= 0:
-                    done = True
-                    break
-                payload = p.payload or {}
-                if plan.exact or matches_filters(payload.get(PAYLOAD_KEY) or {}, filters):
-                    found[str(p.id)] = VectorHit(str(p.id), float(p.score), _unscale(p.score, payload))
-            ranked = sorted(found.values(), key=lambda h: (-h.score, h.id))
-            if done or (len(ranked) >= k and points[-1].score < ranked[k - 1].score):
-                return ranked[:k]
-            offset += limit
-            limit = min(limit * 2, _MAX_FETCH)
+    # -- collections ------------------------------------------------------
 
-    def _zero(
-        self,
-        name: str,
-        query: npt.NDArray[np.float32],
-        need: int,
-        plan: FilterPlan,
-        filters: Filters | None,
-        skip: set[str],
-    ) -> list[VectorHit]:
-        """``need`` matching points scoring 0 (cosine <= 0), smallest ids first."""
-        selector = [_IMP] if plan.exact else [_IMP, PAYLOAD_KEY]
-        out: list[VectorHit] = []
-        offset: Any = None
-        while len(out) < need:
-            with self._call("scroll"):
-                records, offset = self._conn.client.scroll(
-                    name,
-                    scroll_filter=plan.filter,
-                    limit=min(need + len(skip) + 1, _MAX_FETCH),
-                    offset=offset,
-                    with_payload=selector,
-                    with_vectors=True,
-                )
-            for r in records:
-                payload = r.payload or {}
-                if str(r.id) in skip or not (
-                    plan.exact or matches_filters(payload.get(PAYLOAD_KEY) or {}, filters)
-                ):
-                    continue
-                out.append(VectorHit(str(r.id), 0.0, _cosine(query, r.vector)))
-                if len(out) == need:
-                    break
-            if offset is None:
-                break
-        return out
+    def _collection(self, namespace: str) -> str | None:
+        """The namespace's collection, or None when it does not exist yet."""
+        return self._open(namespace, create=False)
 
-    def _collection(self, namespace: str, create: bool = False) -> str | None:
-        """The namespace's collection name, or None when it does not exist
-        (it is created when ``create``); checks its vector settings once."""
+    def _ensure(self, namespace: str) -> str:
+        """The namespace's collection, created if needed."""
+        return self._open(namespace, create=True) or ""
+
+    def _open(self, namespace: str, create: bool) -> str | None:
+        """Look the collection up (creating it when ``create``); its vector
+        settings are checked once per process."""
         if self._closed:
             raise BackendUnavailable("Qdrant", "the vector store is closed", setting=self._conn.setting)
-        if not isinstance(namespace, str) or not namespace:
-            raise InvalidInput("namespace", "must be a non-empty string")
+        validate_namespace(namespace)
         name = collection_name(self.prefix, namespace)
         if name in self._known:
             return name
@@ -357,63 +297,73 @@ class QdrantVectorStore:
                     raise
         if self._conn.local:
             return  # payload indexes have no effect in local mode
-        fields = {TYPE_KEY: "keyword", **{f"{PAYLOAD_KEY}.{k}": t for k, t in self.indexed_keys.items()}}
+        fields = {
+            TYPE_KEY: "keyword",
+            PLAIN: "bool",
+            **{f"{PAYLOAD_KEY}.{k}": t for k, t in self.indexed_keys.items()},
+        }
         with self._call("create payload index"):
             for field, kind in fields.items():
                 client.create_payload_index(name, field, field_schema=qm.PayloadSchemaType(kind), wait=True)
 
-    def _rows(self, vectors: Sequence[Any], field: str) -> npt.NDArray[np.float32]:
-        """Vectors as float32 rows, checked and L2-normalised (zero stays zero)."""
-        try:
-            rows = np.asarray(np.stack([np.asarray(v, dtype=np.float64) for v in vectors]), dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(field, f"must be numeric vectors of {self.dim} values") from exc
-        if rows.ndim != 2 or rows.shape[1] != self.dim:
-            raise InvalidInput(field, f"must have {self.dim} values, got shape {rows.shape[1:]}")
-        if not np.isfinite(rows).all():
-            raise InvalidInput(field, "values must be finite")
-        norms = np.linalg.norm(rows, axis=1, keepdims=True)
-        unit: npt.NDArray[np.float64] = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
-        return unit.astype(np.float32)
+    def _plain_ids(self, name: str) -> bool | None:
+        """Whether the collection holds non-UUID ids: tracked in local mode
+        (one process owns the data), asked of the server when needed (None)."""
+        if not self._conn.local:
+            return None
+        if name not in self._plain:
+            self._plain[name] = any(plain for _, _, plain in self._scan(name, [PLAIN, MEMORY_ID]))
+        return self._plain[name]
 
-    def _point_id(self, value: Any, field: str) -> str:
-        if not _is_uuid(value):
-            raise InvalidInput(field, f"must be a memory id (a lowercase UUID string), got {value!r}")
-        return str(value)
+    def _scan(self, name: str, fields: list[str]) -> list[tuple[str, int, bool]]:
+        """``(memory id, version, plain)`` of every point, a page at a time."""
+        out: list[tuple[str, int, bool]] = []
+        offset: Any = None
+        while True:
+            with self._call("scroll"):
+                records, offset = self._conn.client.scroll(
+                    name, limit=PAGE, offset=offset, with_payload=fields, with_vectors=False
+                )
+            for r in records:
+                payload = r.payload or {}
+                out.append((memory_id_of(r), int(payload.get(VERSION, 1)), bool(payload.get(PLAIN))))
+            if offset is None:
+                return out
+
+    # -- checks -----------------------------------------------------------
+
+    def _unit(self, vector: Any, field: str) -> npt.NDArray[np.float32]:
+        """``vector`` checked and L2-normalised as float32 (zero stays zero)."""
+        try:
+            arr = np.asarray(vector, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidInput(field, "must be a sequence of numbers") from None
+        if arr.shape != (self.dim,):
+            raise InvalidInput(field, f"expected shape ({self.dim},), got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise InvalidInput(field, "values must be finite")
+        norm = float(np.linalg.norm(arr))
+        return (arr / norm if norm > 0 else arr).astype(np.float32)
 
     def _call(self, what: str) -> AbstractContextManager[None]:
         if self._closed:
             raise BackendUnavailable("Qdrant", "the vector store is closed", setting=self._conn.setting)
         return self._conn.call(what)
 
-    def __repr__(self) -> str:
-        return f"QdrantVectorStore({self._conn.target!r}, dim={self.dim}, prefix={self.prefix!r})"
+
+def _check_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{where}.id", f"must be a non-empty string, got {value!r}")
+    return value
 
 
-def _is_uuid(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
-
-
-def _importance(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-        raise InvalidInput("points.importance_norm", f"must be a finite number >= 0, got {value!r}")
+def _importance(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise InvalidInput(f"{where}.importance_norm", f"must be a number in [0, 1], got {value!r}")
     return float(value)
 
 
-def _unscale(score: float, payload: Mapping[str, Any]) -> float:
-    imp = float(payload.get(_IMP) or 0.0)
-    return float(score) / imp if imp > 0 else 0.0
-
-
-def _cosine(query: npt.NDArray[np.float32], stored: Any) -> float:
-    """Cosine of the query (normalised) with a stored, importance-scaled vector."""
-    if not isinstance(stored, list):
-        return 0.0
-    vec = np.asarray(stored, dtype=np.float64)
-    norm = float(np.linalg.norm(vec))
-    return float(np.dot(query.astype(np.float64), vec) / norm) if norm > 0 else 0.0
+def _version(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{where}.version", f"must be an integer >= 0, got {value!r}")
+    return value

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from .client import RedisError, ping, resolve, unavailable
+from .client import Redis, RedisError, ping, resolve, unavailable
 
 __all__ = ["RedisCache"]
 
@@ -37,15 +37,15 @@ def _chunks(items: Sequence[str], size: int = 1000) -> Iterable[Sequence[str]]:
 
 
 class RedisCache:
-    """A byte cache with expiry under ``prefix`` (every key is prefixed)."""
+    """A byte cache with expiry; key ``k`` is stored as ``{prefix}cache:k``."""
 
     name = "redis"
 
     def __init__(
         self,
-        client: Any = None,
+        client: Redis | str | None = None,
         *,
-        prefix: str = "soma:cache:",
+        prefix: str = "soma:",
         cooldown_seconds: float = 1.0,
         max_pending: int = 100_000,
         **connect: Any,
@@ -53,7 +53,7 @@ class RedisCache:
         """``client``: a ``redis.Redis`` (not closed by us), a URL, or ``None``
         with ``connect`` options for ``build_client`` (host, port, db, ...)."""
         self._client, self._owned = resolve(client, connect)
-        self.prefix = prefix
+        self.prefix = prefix + "cache:"
         self._cooldown = cooldown_seconds
         self._max_pending = max_pending
         self._lock = threading.Lock()
@@ -173,7 +173,10 @@ class RedisCache:
                 if not self._pending and self._purge_wanted == self._purge_done:
                     self._flusher = None
                     return
-            self._flush()
+            try:
+                self._flush()
+            except Exception:  # e.g. the client closed under us; retried next round
+                log.debug("cache invalidation retry failed", exc_info=True)
         with self._lock:
             self._flusher = None
 

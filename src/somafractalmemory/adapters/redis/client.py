@@ -15,6 +15,7 @@ from ...errors import BackendUnavailable, ConfigurationError, MissingDependency
 
 try:
     import redis
+    from redis import Redis
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
@@ -22,7 +23,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise MissingDependency("redis", "redis") from exc
 
-__all__ = ["SETTING", "RedisError", "build_client", "ping", "resolve", "unavailable"]
+__all__ = ["SETTING", "Redis", "RedisError", "build_client", "ping", "resolve", "unavailable"]
 
 #: The settings an operator should check when Redis cannot be reached.
 SETTING = "REDIS_URL / REDIS_HOST"

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from ...errors import InvalidInput, LockTimeout
-from .client import RedisError, ping, resolve, unavailable
+from .client import Redis, RedisError, ping, resolve, unavailable
 
 __all__ = ["RedisLock", "RedisLockManager"]
 
@@ -60,15 +60,15 @@ class RedisLock:
 
 
 class RedisLockManager:
-    """Mutual exclusion across processes, keys under ``prefix``."""
+    """Mutual exclusion across processes; lock ``n`` is the key ``{prefix}lock:n``."""
 
     name = "redis"
 
-    def __init__(self, client: Any = None, *, prefix: str = "soma:lock:", **connect: Any) -> None:
+    def __init__(self, client: Redis | str | None = None, *, prefix: str = "soma:", **connect: Any) -> None:
         """``client``: a ``redis.Redis`` (not closed by us), a URL, or ``None``
         with ``connect`` options for ``build_client``."""
         self._client, self._owned = resolve(client, connect)
-        self.prefix = prefix
+        self.prefix = prefix + "lock:"
         self._release = self._client.register_script(_RELEASE)
 
     def acquire(self, name: str, timeout: float = 10.0, ttl_seconds: float = 30.0) -> RedisLock:

@@ -14,7 +14,7 @@ import secrets
 from typing import Any
 
 from ...errors import InvalidInput
-from .client import RedisError, ping, resolve, unavailable
+from .client import Redis, RedisError, ping, resolve, unavailable
 
 __all__ = ["RedisRateLimiter"]
 
@@ -37,15 +37,16 @@ return math.max(1, tonumber(nth[2]) + window - now)
 
 
 class RedisRateLimiter:
-    """``hit`` counts one request against ``limit`` per ``window_seconds``."""
+    """``hit`` counts one request against ``limit`` per ``window_seconds``;
+    key ``k`` is the sorted set ``{prefix}rl:k``."""
 
     name = "redis"
 
-    def __init__(self, client: Any = None, *, prefix: str = "soma:ratelimit:", **connect: Any) -> None:
+    def __init__(self, client: Redis | str | None = None, *, prefix: str = "soma:", **connect: Any) -> None:
         """``client``: a ``redis.Redis`` (not closed by us), a URL, or ``None``
         with ``connect`` options for ``build_client``."""
         self._client, self._owned = resolve(client, connect)
-        self.prefix = prefix
+        self.prefix = prefix + "rl:"
         self._script = self._client.register_script(_HIT)
 
     def hit(self, key: str, limit: int, window_seconds: float) -> float:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ...errors import BackendUnavailable, InvalidInput, SFMError
@@ -93,10 +93,8 @@ class Database:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException as exc:
-                try:
+                with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
                 if isinstance(exc, sqlite3.Error):
                     raise translate(exc) from exc
                 raise
@@ -110,8 +108,9 @@ class Database:
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise BackendUnavailable(SERVICE, f"cannot create the {version_key} schema: {exc}",
-                                         setting=SETTING) from exc
+                raise BackendUnavailable(
+                    SERVICE, f"cannot create the {version_key} schema: {exc}", setting=SETTING
+                ) from exc
 
     def health(self) -> None:
         with self.read() as conn:
@@ -125,7 +124,5 @@ class Database:
             if self._users > 0:
                 return
             conn, self._conn = self._conn, None
-            try:
+            with suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:
-                pass

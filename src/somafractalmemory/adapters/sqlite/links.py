@@ -55,17 +55,29 @@ def _row(link: Link) -> tuple[Any, ...]:
     if not link.link_type:
         raise InvalidInput("link_type", "must be a non-empty string")
     return (
-        link.namespace, link.from_id, link.to_id, json.dumps(list(link.from_coord)),
-        json.dumps(list(link.to_coord)), link.link_type, float(link.weight),
-        json.dumps(link.metadata, ensure_ascii=False), float(link.created_at),
+        link.namespace,
+        link.from_id,
+        link.to_id,
+        json.dumps(list(link.from_coord)),
+        json.dumps(list(link.to_coord)),
+        link.link_type,
+        float(link.weight),
+        json.dumps(link.metadata, ensure_ascii=False),
+        float(link.created_at),
     )
 
 
 def _link(row: sqlite3.Row | tuple[Any, ...]) -> Link:
     return Link(
-        namespace=row[0], from_id=row[1], to_id=row[2],
-        from_coord=tuple(json.loads(row[3])), to_coord=tuple(json.loads(row[4])),
-        link_type=row[5], weight=row[6], metadata=json.loads(row[7]), created_at=row[8],
+        namespace=row[0],
+        from_id=row[1],
+        to_id=row[2],
+        from_coord=tuple(json.loads(row[3])),
+        to_coord=tuple(json.loads(row[4])),
+        link_type=row[5],
+        weight=row[6],
+        metadata=json.loads(row[7]),
+        created_at=row[8],
     )
 
 
@@ -115,7 +127,8 @@ class LinkMethods:
             raise InvalidInput("direction", f"must be 'out', 'in' or 'both', got {direction!r}")
         if limit is not None and limit <= 0:
             return []
-        parts, params = [], []
+        parts: list[str] = []
+        params: list[Any] = []
         for end in ends:
             part = f"SELECT {_COLUMNS} FROM links WHERE namespace = ? AND {end} = ?"
             params += [namespace, memory_id]
@@ -146,4 +159,6 @@ class LinkMethods:
 
     def count(self, namespace: str) -> int:
         with self._db.read() as conn:
-            return int(conn.execute("SELECT count(*) FROM links WHERE namespace = ?", (namespace,)).fetchone()[0])
+            return int(
+                conn.execute("SELECT count(*) FROM links WHERE namespace = ?", (namespace,)).fetchone()[0]
+            )

@@ -6,19 +6,19 @@ Tables: ``memories`` (one row per memory: coordinate as JSON and as columns
 ``put_many``/``delete_many`` is one transaction; ``delete_many`` removes the
 links touching the ids in the same transaction.
 
-Range queries are served by an R*Tree (``memories_box``) kept in step with
-``memories`` by triggers. Its first dimension is a key of ``(namespace,
-ndim)`` (a 19-bit hash of the namespace times 17 plus ndim), the other four
-are the first ``min(ndim, 4)`` coordinates, so a box query only visits
-points of the right namespace and dimensionality near the box; the exact
-inclusive check on ``c0``..``c15`` follows in the same statement (the R*Tree
-stores 32-bit floats, rounded outwards, so it never misses a point).
+Range queries are served by a composite B-tree index on ``(namespace, ndim,
+c0, c1, c2, c3)``: the database seeks to the namespace and dimensionality,
+scans the ``c0`` interval and tests ``c1``..``c3`` inside the index, and
+reads a row only when those match; the exact inclusive test of every
+dimension follows in the same statement. (An R*Tree would prune on more
+dimensions but costs about four times as much per insert and stores 32-bit
+floats; bulk ingest matters more here.)
 """
 
 from __future__ import annotations
 
 import json
-import zlib
+import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,8 @@ from .links import LINKS_SCHEMA, LinkMethods, chunks
 
 __all__ = ["SQLiteStore"]
 
-_BOX_DIMS = 4
-_CLAMP = 1e38  # R*Tree values are 32-bit floats; a monotone clamp keeps the box a superset
+_INDEXED_DIMS = 4
 _C = [f"c{i}" for i in range(MAX_DIMS)]
-_BOX_COLS = ", ".join(f"x{d}a, x{d}b" for d in range(_BOX_DIMS))
-_BOX_VALS = ", ".join(f"max(-{_CLAMP}, min(coalesce(new.c{d}, 0), {_CLAMP}))" for d in range(_BOX_DIMS) for _ in "ab")
-_BOX_CHANGED = " OR ".join(["old.box_key IS NOT new.box_key"] + [f"old.c{d} IS NOT new.c{d}" for d in range(_BOX_DIMS)])
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS memories (
@@ -46,7 +42,6 @@ CREATE TABLE IF NOT EXISTS memories (
     id TEXT NOT NULL,
     coordinate TEXT NOT NULL,
     ndim INTEGER NOT NULL CHECK (ndim BETWEEN 1 AND {MAX_DIMS}),
-    box_key INTEGER NOT NULL,
     {", ".join(f"{c} REAL" for c in _C)},
     payload TEXT NOT NULL,
     memory_type TEXT NOT NULL CHECK (memory_type IN ('episodic', 'semantic')),
@@ -57,21 +52,12 @@ CREATE TABLE IF NOT EXISTS memories (
     UNIQUE (namespace, id)
 );
 CREATE INDEX IF NOT EXISTS memories_created ON memories (namespace, created_at, id);
-CREATE INDEX IF NOT EXISTS memories_type ON memories (namespace, memory_type, created_at, id);
-CREATE INDEX IF NOT EXISTS memories_updated ON memories (namespace, updated_at DESC, id);
-CREATE INDEX IF NOT EXISTS memories_important ON memories (namespace, importance DESC, updated_at DESC, id);
-CREATE VIRTUAL TABLE IF NOT EXISTS memories_box USING rtree(rid, k0, k1, {_BOX_COLS});
-CREATE TRIGGER IF NOT EXISTS memories_box_insert AFTER INSERT ON memories BEGIN
-    INSERT INTO memories_box VALUES (new.rid, new.box_key, new.box_key, {_BOX_VALS});
-END;
-CREATE TRIGGER IF NOT EXISTS memories_box_update AFTER UPDATE ON memories WHEN {_BOX_CHANGED} BEGIN
-    INSERT OR REPLACE INTO memories_box VALUES (new.rid, new.box_key, new.box_key, {_BOX_VALS});
-END;
-CREATE TRIGGER IF NOT EXISTS memories_box_delete AFTER DELETE ON memories BEGIN
-    DELETE FROM memories_box WHERE rid = old.rid;
-END;
+CREATE INDEX IF NOT EXISTS memories_type ON memories (namespace, memory_type);
+CREATE INDEX IF NOT EXISTS memories_updated ON memories (namespace, updated_at);
+CREATE INDEX IF NOT EXISTS memories_important ON memories (namespace, importance, updated_at);
+CREATE INDEX IF NOT EXISTS memories_box ON memories (namespace, ndim, {", ".join(_C[:_INDEXED_DIMS])});
 CREATE TABLE IF NOT EXISTS history (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     namespace TEXT NOT NULL,
     memory_id TEXT NOT NULL,
     coordinate TEXT NOT NULL,
@@ -83,46 +69,72 @@ CREATE TABLE IF NOT EXISTS history (
     actor TEXT NOT NULL,
     changed_keys TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS history_memory ON history (namespace, memory_id, changed_at, seq);
-CREATE INDEX IF NOT EXISTS history_namespace ON history (namespace, changed_at, seq);
+CREATE INDEX IF NOT EXISTS history_memory ON history (namespace, memory_id, changed_at);
+CREATE INDEX IF NOT EXISTS history_namespace ON history (namespace, changed_at);
 {LINKS_SCHEMA}
 """
 
 _MEMORY_COLS = "id, namespace, coordinate, payload, memory_type, created_at, updated_at, version"
-_PUT = (
-    f"INSERT INTO memories (namespace, id, coordinate, ndim, box_key, {', '.join(_C)}, payload, memory_type, "
-    f"importance, created_at, updated_at, version) VALUES ({', '.join('?' * (MAX_DIMS + 11))}) "
-    "ON CONFLICT (namespace, id) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = excluded.{c}"
-        for c in ["coordinate", "ndim", "box_key", *_C, "payload", "memory_type", "importance", "created_at",
-                  "updated_at", "version"]
+
+
+def _put_sql(n: int) -> str:
+    """The upsert of memories with ``n`` dimensions: only ``c0``..``c{n-1}`` are
+    bound (the other columns stay NULL; an id's coordinate never changes)."""
+    cols = ["coordinate", "ndim", *_C[:n], "payload", "memory_type", "importance", "created_at",
+            "updated_at", "version"]  # fmt: skip
+    marks = ", ".join("?" * (len(cols) + 2))
+    return (
+        f"INSERT INTO memories (namespace, id, {', '.join(cols)}) VALUES ({marks}) "
+        f"ON CONFLICT (namespace, id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in cols)}"
     )
+
+
+_PUT = {n: _put_sql(n) for n in range(1, MAX_DIMS + 1)}
+_HISTORY_COLS = (
+    "namespace, memory_id, coordinate, version, action, payload, memory_type, changed_at, actor, changed_keys"
 )
-_HISTORY_COLS = "namespace, memory_id, coordinate, version, action, payload, memory_type, changed_at, actor, " \
-    "changed_keys"
 _ADD_HISTORY = f"INSERT INTO history ({_HISTORY_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_TYPES = {t: t.value for t in MemoryType} | {t.value: t.value for t in MemoryType}
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _coord_json(coord: Sequence[float]) -> str:
+    return "[" + ",".join(map(repr, coord)) + "]"  # canonical floats: repr is their JSON
 
 
-def box_key(namespace: str, ndim: int) -> int:
-    """The R*Tree key of ``(namespace, ndim)``: exact in a 32-bit float (< 2**24)."""
-    return (zlib.crc32(namespace.encode()) % (1 << 19)) * 17 + ndim
+def _type(value: Any) -> str:
+    try:
+        return _TYPES[value]
+    except (KeyError, TypeError):
+        raise InvalidInput("memory_type", f"must be 'episodic' or 'semantic', got {value!r}") from None
 
 
 def _memory(row: Sequence[Any]) -> Memory:
-    return Memory(row[0], row[1], tuple(json.loads(row[2])), json.loads(row[3]), MemoryType(row[4]),
-                  row[5], row[6], row[7])
+    return Memory(
+        row[0],
+        row[1],
+        tuple(json.loads(row[2])),
+        json.loads(row[3]),
+        MemoryType(row[4]),
+        row[5],
+        row[6],
+        row[7],
+    )
 
 
 def _history(row: Sequence[Any]) -> HistoryEntry:
     return HistoryEntry(
-        row[0], row[1], tuple(json.loads(row[2])), row[3], row[4],
-        None if row[5] is None else json.loads(row[5]), None if row[6] is None else MemoryType(row[6]),
-        row[7], row[8], json.loads(row[9]),
+        row[0],
+        row[1],
+        tuple(json.loads(row[2])),
+        row[3],
+        row[4],
+        None if row[5] is None else json.loads(row[5]),
+        None if row[6] is None else MemoryType(row[6]),
+        row[7],
+        row[8],
+        json.loads(row[9]),
     )
 
 
@@ -146,45 +158,60 @@ class SQLiteStore(LinkMethods):
 
     # --- writes -------------------------------------------------------------
 
-    def _memory_rows(self, memories: Sequence[Memory]) -> list[tuple[Any, ...]]:
-        rows = []
+    @staticmethod
+    def _memory_rows(memories: Sequence[Memory]) -> tuple[dict[int, list[tuple[Any, ...]]], dict[int, str]]:
+        """The rows to upsert by number of dimensions, and the JSON of each
+        payload and coordinate by ``id()`` (reused for the history rows)."""
+        rows: dict[int, list[tuple[Any, ...]]] = {}
+        known: dict[int, str] = {}
         for m in memories:
             n = len(m.coordinate)
             if not 1 <= n <= MAX_DIMS:
                 raise InvalidInput("coordinate", f"must have 1 to {MAX_DIMS} values, got {n}")
-            coords = [float(c) for c in m.coordinate]
-            rows.append((
-                m.namespace, m.id, _dumps(coords), n, box_key(m.namespace, n), *coords,
-                *([None] * (MAX_DIMS - n)), _dumps(m.payload), MemoryType(m.memory_type).value,
-                m.importance, m.created_at, m.updated_at, m.version,
-            ))
-        return rows
+            payload = known[id(m.payload)] = _dumps(m.payload)
+            coord = known[id(m.coordinate)] = _coord_json(m.coordinate)
+            rows.setdefault(n, []).append(
+                (m.namespace, m.id, coord, n, *m.coordinate, payload,
+                 _type(m.memory_type), m.importance, m.created_at, m.updated_at, m.version)
+            )  # fmt: skip
+        return rows, known
 
-    def _history_rows(self, history: Sequence[HistoryEntry]) -> list[tuple[Any, ...]]:
+    @staticmethod
+    def _history_rows(history: Sequence[HistoryEntry], known: dict[int, str]) -> list[tuple[Any, ...]]:
         return [
-            (h.namespace, h.memory_id, _dumps(list(h.coordinate)), h.version, h.action,
-             None if h.payload is None else _dumps(h.payload),
-             None if h.memory_type is None else MemoryType(h.memory_type).value,
-             h.changed_at, h.actor, _dumps(list(h.changed_keys)))
+            (h.namespace, h.memory_id, known.get(id(h.coordinate)) or _coord_json(h.coordinate), h.version,
+             h.action, None if h.payload is None else known.get(id(h.payload)) or _dumps(h.payload),
+             None if h.memory_type is None else _type(h.memory_type),
+             h.changed_at, h.actor, _dumps(h.changed_keys) if h.changed_keys else "[]")
             for h in history
-        ]
+        ]  # fmt: skip
+
+    def _append_history(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Append history rows inside the caller's transaction."""
+        conn.executemany(_ADD_HISTORY, rows)
 
     def put_many(self, memories: Sequence[Memory], history: Sequence[HistoryEntry]) -> None:
+        rows, known = self._memory_rows(memories)  # built before taking the lock
+        history_rows = self._history_rows(history, known)
         with self._db.write() as conn:
-            conn.executemany(_PUT, self._memory_rows(memories))
-            conn.executemany(_ADD_HISTORY, self._history_rows(history))
+            for n, group in rows.items():
+                conn.executemany(_PUT[n], group)
+            self._append_history(conn, history_rows)
 
     def delete_many(self, namespace: str, ids: Sequence[str], history: Sequence[HistoryEntry]) -> list[str]:
         wanted = list(dict.fromkeys(ids))
+        history_rows = self._history_rows(history, {})
         with self._db.write() as conn:
             present: set[str] = set()
             for part in chunks(wanted):
                 sql = f"SELECT id FROM memories WHERE namespace = ? AND id IN ({','.join('?' * len(part))})"
                 present.update(row[0] for row in conn.execute(sql, (namespace, *part)))
             deleted = [i for i in wanted if i in present]
-            conn.executemany("DELETE FROM memories WHERE namespace = ? AND id = ?", [(namespace, i) for i in deleted])
+            conn.executemany(
+                "DELETE FROM memories WHERE namespace = ? AND id = ?", [(namespace, i) for i in deleted]
+            )
             self._remove_touching(conn, namespace, wanted)
-            conn.executemany(_ADD_HISTORY, self._history_rows(history))
+            self._append_history(conn, history_rows)
         return deleted
 
     # --- reads --------------------------------------------------------------
@@ -194,8 +221,10 @@ class SQLiteStore(LinkMethods):
         wanted = list(dict.fromkeys(ids))
         with self._db.read() as conn:
             for part in chunks(wanted):
-                sql = (f"SELECT {_MEMORY_COLS} FROM memories "
-                       f"WHERE namespace = ? AND id IN ({','.join('?' * len(part))})")
+                sql = (
+                    f"SELECT {_MEMORY_COLS} FROM memories "
+                    f"WHERE namespace = ? AND id IN ({','.join('?' * len(part))})"
+                )
                 out.update((row[0], _memory(row)) for row in conn.execute(sql, (namespace, *part)))
         return out
 
@@ -206,7 +235,7 @@ class SQLiteStore(LinkMethods):
         params: list[Any] = [namespace]
         if memory_type is not None:
             base += " AND memory_type = ?"
-            params.append(MemoryType(memory_type).value)
+            params.append(_type(memory_type))
         size = max(1, page_size)
         after: tuple[float, str] | None = None
         while True:
@@ -227,24 +256,19 @@ class SQLiteStore(LinkMethods):
         if not lo or len(lo) != len(hi):
             raise InvalidInput("hi", f"must have as many values as lo ({len(lo)}), got {len(hi)}")
         n = len(lo)
-        key = box_key(namespace, n)
-        where = ["b.k0 <= ?", "b.k1 >= ?"]
-        params: list[Any] = [key, key]
-        for d in range(min(n, _BOX_DIMS)):
-            where += [f"b.x{d}a <= ?", f"b.x{d}b >= ?"]
-            params += [max(-_CLAMP, min(hi[d], _CLAMP)), max(-_CLAMP, min(lo[d], _CLAMP))]
-        where += ["m.namespace = ?", "m.ndim = ?"]
-        params += [namespace, n]
+        # Equality on (namespace, ndim), a range on c0 and in-index tests on c1..c3 use
+        # memories_box; the remaining dimensions are tested on the rows it yields.
+        where = ["namespace = ?", "ndim = ?"]
+        params: list[Any] = [namespace, n]
         for d in range(n):
-            where.append(f"m.c{d} BETWEEN ? AND ?")
+            where.append(f"c{d} > ? AND c{d} < ?")
             params += [float(lo[d]), float(hi[d])]
         if memory_type is not None:
-            where.append("m.memory_type = ?")
-            params.append(MemoryType(memory_type).value)
+            where.append("memory_type = ?")
+            params.append(_type(memory_type))
         sql = (
-            f"SELECT {', '.join('m.' + c for c in _MEMORY_COLS.split(', '))} "
-            "FROM memories_box AS b CROSS JOIN memories AS m ON m.rid = b.rid "
-            f"WHERE {' AND '.join(where)} ORDER BY {', '.join(f'm.c{d}' for d in range(n))}"
+            f"SELECT {_MEMORY_COLS} FROM memories INDEXED BY memories_box WHERE {' AND '.join(where)} "
+            f"ORDER BY {', '.join(_C[:n])}"
         )
         with self._db.read() as conn:
             return [_memory(row) for row in conn.execute(sql, params)]
@@ -256,7 +280,7 @@ class SQLiteStore(LinkMethods):
         params: list[Any] = [namespace]
         if memory_type is not None:
             sql += " AND memory_type = ?"
-            params.append(MemoryType(memory_type).value)
+            params.append(_type(memory_type))
         if not filters:
             with self._db.read() as conn:
                 return {row[0] for row in conn.execute(sql.replace(", payload", ""), params)}
@@ -266,15 +290,19 @@ class SQLiteStore(LinkMethods):
         return {row[0] for row in rows if matches_filters(json.loads(row[1]), filters)}
 
     def history(self, namespace: str, memory_id: str) -> list[HistoryEntry]:
-        sql = (f"SELECT {_HISTORY_COLS} FROM history WHERE namespace = ? AND memory_id = ? "
-               "ORDER BY changed_at, seq")
+        sql = (
+            f"SELECT {_HISTORY_COLS} FROM history WHERE namespace = ? AND memory_id = ? "
+            "ORDER BY changed_at, seq"
+        )
         with self._db.read() as conn:
             return [_history(row) for row in conn.execute(sql, (namespace, memory_id))]
 
     def iter_history(self, namespace: str, page_size: int = 1000) -> Iterator[HistoryEntry]:
         after: tuple[float, int] = (float("-inf"), -1)
-        sql = (f"SELECT {_HISTORY_COLS}, seq FROM history WHERE namespace = ? AND (changed_at, seq) > (?, ?) "
-               "ORDER BY changed_at, seq LIMIT ?")
+        sql = (
+            f"SELECT {_HISTORY_COLS}, seq FROM history WHERE namespace = ? AND (changed_at, seq) > (?, ?) "
+            "ORDER BY changed_at, seq LIMIT ?"
+        )
         while True:
             with self._db.read() as conn:
                 rows = conn.execute(sql, (namespace, *after, page_size)).fetchall()
@@ -290,7 +318,7 @@ class SQLiteStore(LinkMethods):
         params: list[Any] = [namespace]
         if memory_type is not None:
             sql += " AND memory_type = ?"
-            params.append(MemoryType(memory_type).value)
+            params.append(_type(memory_type))
         with self._db.read() as conn:
             return [_memory(row) for row in conn.execute(f"{sql} ORDER BY {order} LIMIT ?", [*params, n])]
 
@@ -313,7 +341,9 @@ class SQLiteStore(LinkMethods):
 
     def namespaces(self) -> list[str]:
         with self._db.read() as conn:
-            return [row[0] for row in conn.execute("SELECT DISTINCT namespace FROM memories ORDER BY namespace")]
+            return [
+                row[0] for row in conn.execute("SELECT DISTINCT namespace FROM memories ORDER BY namespace")
+            ]
 
     def health(self) -> None:
         self._db.health()

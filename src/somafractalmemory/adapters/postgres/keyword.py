@@ -1,0 +1,153 @@
+"""``PostgresKeywordIndex``: Okapi BM25 over PostgreSQL full-text search.
+
+Documents are tokenized by the shared ``text.tokenize`` and stored in
+``keyword_docs`` as a ``tsvector`` built directly from those tokens (no
+text-search configuration re-parses them, so every backend indexes the same
+terms), with a GIN index. A lexeme's positions are ``1..tf``: they carry the
+term frequency (capped at 256, the ``tsvector`` limit), not word positions.
+
+A search is the OR of the query's terms (served by the GIN index), scored in
+SQL with the same formula as the in-process index::
+
+    score = sum over query terms t in d of
+            idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(d) / avgdl))
+    idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))      k1 = 1.2, b = 0.75
+
+with ``N``, ``df`` and ``avgdl`` taken over the namespace; ties by id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from ...text import tokenize
+from .memories import dumps
+from .pool import PostgresPool
+
+__all__ = ["PostgresKeywordIndex"]
+
+K1 = 1.2
+B = 0.75
+MAX_TF = 256
+MAX_LEXEME_BYTES = 2046
+
+_INDEX = """
+INSERT INTO keyword_docs (namespace, id, tsv, doc_len)
+SELECT %s, x.id, x.tsv::tsvector, x.doc_len
+FROM json_to_recordset(%s::json) AS x(id text, tsv text, doc_len int)
+ON CONFLICT (namespace, id) DO UPDATE SET tsv = EXCLUDED.tsv, doc_len = EXCLUDED.doc_len
+"""
+
+_SEARCH = """
+WITH q AS (
+    SELECT t.term, t.tq::tsquery AS tq FROM unnest(%(terms)s::text[], %(tqs)s::text[]) AS t(term, tq)
+), stats AS (
+    SELECT count(*)::float8 AS n, coalesce(avg(doc_len), 0)::float8 AS avgdl
+    FROM keyword_docs WHERE namespace = %(ns)s
+), df AS (
+    SELECT q.term, (SELECT count(*) FROM keyword_docs d
+                    WHERE d.namespace = %(ns)s AND d.tsv @@ q.tq)::float8 AS df
+    FROM q
+), hits AS (
+    SELECT d.id, d.doc_len, cardinality(u.positions)::float8 AS tf, df.df
+    FROM keyword_docs d
+    CROSS JOIN LATERAL unnest(d.tsv) AS u(lexeme, positions, weights)
+    JOIN df ON df.term = u.lexeme
+    WHERE d.namespace = %(ns)s AND d.tsv @@ %(query)s::tsquery
+)
+SELECT h.id,
+       sum(ln(1 + (s.n - h.df + 0.5) / (h.df + 0.5)) * h.tf * (%(k1)s::float8 + 1)
+           / (h.tf + %(k1)s::float8 * (1 - %(b)s::float8
+                                         + %(b)s::float8 * h.doc_len / greatest(s.avgdl, 1e-9)))) AS score
+FROM hits h CROSS JOIN stats s
+GROUP BY h.id
+ORDER BY score DESC, h.id
+LIMIT %(limit)s
+"""
+
+
+def _quote(term: str) -> str:
+    """A lexeme in ``tsvector``/``tsquery`` input syntax (quoted, escapes doubled)."""
+    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _tsvector(tokens: list[str]) -> str:
+    counts = Counter(t for t in tokens if len(t.encode()) <= MAX_LEXEME_BYTES)
+    return " ".join(
+        f"{_quote(term)}:{','.join(str(p) for p in range(1, min(tf, MAX_TF) + 1))}"
+        for term, tf in counts.items()
+    )
+
+
+class PostgresKeywordIndex:
+    """``IKeywordIndex`` in PostgreSQL (BM25, k1=1.2, b=0.75).
+
+    ``PostgresKeywordIndex(pool)`` shares a pool (usually the store's);
+    ``PostgresKeywordIndex(url, schema=...)`` opens and owns one.
+    """
+
+    name = "postgres"
+
+    def __init__(
+        self, url_or_pool: str | PostgresPool, *, schema: str | None = None, max_size: int = 10
+    ) -> None:
+        if isinstance(url_or_pool, PostgresPool):
+            self._pool = url_or_pool
+            self._owns_pool = False
+        else:
+            self._pool = PostgresPool(url_or_pool, schema=schema, max_size=max_size)
+            self._owns_pool = True
+
+    @property
+    def pool(self) -> PostgresPool:
+        return self._pool
+
+    def index(self, namespace: str, docs: Sequence[tuple[str, str]]) -> None:
+        latest = {doc_id: tokenize(text) for doc_id, text in docs}  # the last text of an id wins
+        if not latest:
+            return
+        rows = [{"id": i, "tsv": _tsvector(tokens), "doc_len": len(tokens)} for i, tokens in latest.items()]
+        with self._pool.connection() as conn:
+            conn.execute(_INDEX, [namespace, dumps(rows)])
+
+    def remove(self, namespace: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        with self._pool.connection() as conn:
+            conn.execute(
+                "DELETE FROM keyword_docs WHERE namespace = %s AND id = ANY(%s::text[])",
+                [namespace, list(ids)],
+            )
+
+    def search(self, namespace: str, query: str, limit: int) -> list[tuple[str, float]]:
+        terms = [t for t in dict.fromkeys(tokenize(query)) if len(t.encode()) <= MAX_LEXEME_BYTES]
+        if not terms or limit <= 0:
+            return []
+        quoted = [_quote(t) for t in terms]
+        params = {
+            "ns": namespace,
+            "terms": terms,
+            "tqs": quoted,
+            "query": " | ".join(quoted),
+            "k1": K1,
+            "b": B,
+            "limit": limit,
+        }
+        with self._pool.connection() as conn:
+            rows = conn.execute(_SEARCH, params).fetchall()
+        return [(row[0], float(row[1])) for row in rows if row[1] > 0]
+
+    def count(self, namespace: str) -> int:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM keyword_docs WHERE namespace = %s", [namespace]
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def health(self) -> None:
+        self._pool.health()
+
+    def close(self) -> None:
+        if self._owns_pool:
+            self._pool.close()

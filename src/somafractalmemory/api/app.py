@@ -1,0 +1,133 @@
+"""The app factory: ``create_app(settings=None, backends=None) -> FastAPI``.
+
+Nothing is built at import time, nor when ``create_app`` runs: the backends
+are built (``factory.create_backends``) when the app starts (its lifespan),
+derived indexes are reconciled, the API keys are loaded, the OpenAPI
+document is written to ``SOMA_OPENAPI_PATH`` (unless empty), and the
+backends are closed when it stops. Backends passed in are the caller's: the
+app uses them and leaves them open.
+
+Middlewares, outermost first: startup-failure message (lifespan only) ->
+observability (request id, access log, metrics, span) -> body limit (413)
+-> FastAPI (routes, the error table).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__
+from ..core import SomaFractalMemoryEnterprise
+from ..errors import SFMError
+from ..factory import create_backends
+from ..services.backends import Backends
+from ..settings import Settings
+from .auth import KeyRing
+from .deps import ApiState, NamespaceCores
+from .errors import install_error_handlers
+from .metrics import ApiMetrics
+from .middleware import BodyLimitMiddleware, ObservabilityMiddleware, StartupFailureMiddleware
+from .ratelimit import RateLimit
+from .routes import ROUTERS
+from .tracing import load_tracing
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("somafractalmemory.api")
+
+DESCRIPTION = """\
+Store, recall, link and locate JSON memories of AI agents.
+
+Authenticate with `Authorization: Bearer <key>` when the server has API keys;
+pick a namespace the key may use with `X-Soma-Namespace`. Errors are JSON
+`{error, message, field?}`; see docs/API.md.
+"""
+
+
+def _start(settings: Settings, injected: Backends | None, metrics: ApiMetrics) -> ApiState:
+    """Build (or adopt) the backends and everything the routes share (blocking)."""
+    keys = KeyRing.from_settings(
+        settings.api_keys, settings.api_keys_file, settings.memory_mode.strip().lower(), settings.namespace
+    )
+    backends = injected or create_backends(settings.memory_mode, None, settings)
+    try:
+        root = SomaFractalMemoryEnterprise(keys.default_namespace, backends)
+        cores = NamespaceCores(root)
+        if injected is None and backends.options.reconcile_on_start:
+            for namespace in sorted(set(backends.kv.namespaces()) | {root.namespace}):
+                cores.get(namespace).reconcile()
+        limiter = RateLimit(
+            backends.rate_limiter, settings.rate_limit_max, settings.rate_limit_window, metrics
+        )
+    except BaseException:
+        if injected is None:
+            backends.close()
+        raise
+    return ApiState(settings, backends, keys, limiter, metrics, cores)
+
+
+def write_openapi(app: FastAPI, path: str | None) -> None:
+    """Write the OpenAPI document atomically (several workers may start at once)."""
+    if not path:
+        return
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".openapi-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(app.openapi(), fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, target)
+    except OSError as exc:
+        log.warning("could not write the OpenAPI document to %s: %s", target, exc)
+
+
+def create_app(settings: Settings | None = None, backends: Backends | None = None) -> FastAPI:
+    """A new API app; see the module docstring for what happens when."""
+    settings = settings or Settings()
+    metrics = ApiMetrics()
+    reported: list[str] = []  # startup failures already logged
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            state = await run_in_threadpool(_start, settings, backends, metrics)
+        except SFMError as exc:
+            # one clear line naming the service and the setting, no traceback
+            log.error("cannot start: %s", exc)
+            reported.append(str(exc))
+            raise exc.with_traceback(None) from None
+        app.state.soma = state
+        write_openapi(app, settings.openapi_path)
+        log.info("api started", extra={"mode": state.backends.mode, "keys": len(state.keys.grants)})
+        try:
+            yield
+        finally:
+            app.state.soma = None
+            if backends is None:
+                await run_in_threadpool(state.backends.close)
+            log.info("api stopped")
+
+    app = FastAPI(
+        title="Soma Fractal Memory",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.soma = None
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, tracing=load_tracing())
+    app.add_middleware(StartupFailureMiddleware, reported=reported)
+    return app

@@ -1,0 +1,61 @@
+"""Links between memories: add one, list neighbours, find the shortest path."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from ...models import canonical_coordinate, memory_id
+from ..deps import ReadCore, State, WriteCore
+from ..errors import ERROR_RESPONSES
+from ..schemas import LinkRequest, Neighbor, NeighborsResponse, OkResponse, PathResponse
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["graph"], responses=ERROR_RESPONSES)
+LinkType = Annotated[str | None, Query(min_length=1, max_length=64, description="only links of this type")]
+
+
+@router.post("/link", response_model=OkResponse, summary="Add a directed, typed, weighted link")
+def link(body: LinkRequest, core: WriteCore, state: State) -> OkResponse:
+    with state.metrics.operation("link"):
+        core.link_memories(body.from_coord, body.to_coord, body.type, body.weight, body.metadata)
+    return OkResponse()
+
+
+@router.get("/neighbors", response_model=NeighborsResponse, summary="The memories linked to one memory")
+def neighbors(
+    core: ReadCore,
+    coord: Annotated[str, Query(description="the memory, e.g. 1,2,3", examples=["1,2,3"], max_length=1024)],
+    link_type: LinkType = None,
+    limit: Annotated[int | None, Query(ge=1, le=10_000, description="at most this many")] = None,
+    direction: Annotated[Literal["out", "in", "both"], Query(description="which edges")] = "out",
+) -> NeighborsResponse:
+    c = canonical_coordinate(coord, "coord")
+    me = memory_id(core.namespace, c)
+    links = core.get_neighbors(c, link_type, limit, direction)
+    return NeighborsResponse(
+        neighbors=[
+            Neighbor(
+                coord=list(ln.from_coord if ln.to_id == me and ln.from_id != me else ln.to_coord),
+                type=ln.link_type,
+                weight=ln.weight,
+            )
+            for ln in links
+        ]
+    )
+
+
+@router.get(
+    "/shortest_path", response_model=PathResponse, summary="Cheapest path along links (weights are costs)"
+)
+def shortest_path(
+    core: ReadCore,
+    frm: Annotated[str, Query(description="start, e.g. 1,2,3", examples=["1,2,3"], max_length=1024)],
+    to: Annotated[str, Query(description="goal, e.g. 4,5,6", examples=["4,5,6"], max_length=1024)],
+    link_type: LinkType = None,
+    max_depth: Annotated[int, Query(ge=1, le=64, description="at most this many links")] = 8,
+) -> PathResponse:
+    path = core.find_shortest_path(frm, to, link_type, max_depth)
+    return PathResponse(path=[list(c) for c in path], found=bool(path))

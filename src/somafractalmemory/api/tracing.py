@@ -1,0 +1,63 @@
+"""Optional OpenTelemetry: a server span per request when ``opentelemetry`` is importable.
+
+Without the package every call here is a no-op. With only the API package
+installed the spans are non-recording (OpenTelemetry's own no-op); install and
+configure an SDK (e.g. ``opentelemetry-sdk`` with an OTLP exporter) to export
+them. The incoming ``traceparent`` header is honoured.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["Tracing", "load_tracing"]
+
+
+class Tracing:
+    """Starts and finishes request spans; ``Tracing(None)`` does nothing."""
+
+    def __init__(self, api: Any | None) -> None:
+        self._api = api
+        self._tracer = api.get_tracer("somafractalmemory.api") if api is not None else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._tracer is not None
+
+    @contextmanager
+    def span(self, scope: MutableMapping[str, Any]) -> Iterator[Any | None]:
+        if self._tracer is None:
+            yield None
+            return
+        from opentelemetry import propagate
+
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        method = scope.get("method", "")
+        with self._tracer.start_as_current_span(
+            f"HTTP {method}",
+            context=propagate.extract(headers),
+            kind=self._api.SpanKind.SERVER,  # type: ignore[union-attr]
+            attributes={"http.request.method": method, "url.path": scope.get("path", "")},
+        ) as span:
+            yield span
+
+    def finish(self, span: Any | None, method: str, route: str, status: int) -> None:
+        if span is None:
+            return
+        span.update_name(f"HTTP {method} {route}")
+        span.set_attribute("http.route", route)
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            span.set_status(self._api.Status(self._api.StatusCode.ERROR))  # type: ignore[union-attr]
+
+
+def load_tracing() -> Tracing:
+    """``Tracing`` over ``opentelemetry.trace`` if it can be imported, else a no-op one."""
+    try:
+        api = importlib.import_module("opentelemetry.trace")
+    except ImportError:
+        return Tracing(None)
+    return Tracing(api)

@@ -1,0 +1,115 @@
+"""``soma serve``: run the HTTP API under uvicorn.
+
+Each worker process builds its own app with ``api.app:create_app`` (uvicorn's
+factory mode), so nothing is built in this process. The global ``--mode``,
+``--namespace`` and ``--data-dir`` reach the workers as the environment
+variables the settings read (``MEMORY_MODE``, ``SOMA_NAMESPACE``,
+``SOMA_DATA_DIR``). On SIGTERM or SIGINT uvicorn stops accepting connections,
+lets in-flight requests finish for up to ``--timeout-graceful`` seconds, then
+runs the app's shutdown (backends flushed and closed) and exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import FrameType
+
+import click
+
+from ..errors import InvalidInput
+from ..settings import Settings
+from .context import State, pass_state
+
+__all__ = ["COMMANDS", "serve"]
+
+APP_FACTORY = "somafractalmemory.api.app:create_app"
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _exit_zero_when_stopped() -> None:
+    """A requested stop (SIGTERM, Ctrl-C) ends ``soma serve`` with exit code 0.
+
+    uvicorn replaces these handlers while it serves, drains, and then
+    re-raises the signal it caught; the re-raise reaches these handlers, so
+    the process exits 0 after a clean shutdown instead of dying by the signal.
+    """
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stopped)
+
+
+@click.command()
+@click.option("--host", default=None, help="address to bind [env SOMA_HOST; default 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="port to bind [env SOMA_PORT; default 9595].")
+@click.option("--workers", type=int, default=None, help="worker processes [env UVICORN_WORKERS; default 1].")
+@click.option(
+    "--timeout-graceful",
+    type=int,
+    default=None,
+    help="seconds to drain in-flight requests on shutdown [env UVICORN_TIMEOUT_GRACEFUL; default 30].",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    help="log level (logs are JSON lines on stderr).",
+)
+@click.option(
+    "--proxy-headers/--no-proxy-headers",
+    default=False,
+    show_default=True,
+    help="trust X-Forwarded-For/-Proto from FORWARDED_ALLOW_IPS (behind a reverse proxy).",
+)
+@pass_state
+def serve(
+    state: State,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    timeout_graceful: int | None,
+    log_level: str,
+    proxy_headers: bool,
+) -> None:
+    """Run the HTTP API (Swagger UI at /docs; spec written to SOMA_OPENAPI_PATH)."""
+    import uvicorn  # the [api] extra; imported here so `soma --help` works without it
+
+    from ..api.auth import KeyRing
+    from ..api.logging import uvicorn_log_config
+
+    extra = set(state.config) - {"data_dir"}
+    if extra:
+        raise InvalidInput("config", "soma serve reads its settings from the environment; drop --config")
+    os.environ["MEMORY_MODE"] = state.mode
+    os.environ["SOMA_NAMESPACE"] = state.namespace
+    if "data_dir" in state.config:
+        os.environ["SOMA_DATA_DIR"] = str(state.config["data_dir"])
+    settings = Settings()
+    # fail here, with a plain message and exit code 3, rather than in every worker
+    KeyRing.from_settings(settings.api_keys, settings.api_keys_file, state.mode, settings.namespace)
+    workers = settings.uvicorn_workers if workers is None else workers
+    if workers < 1:
+        raise InvalidInput("workers", "must be at least 1")
+    _exit_zero_when_stopped()
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        workers=workers,
+        timeout_graceful_shutdown=(
+            settings.uvicorn_timeout_graceful if timeout_graceful is None else timeout_graceful
+        ),
+        log_config=uvicorn_log_config(log_level),
+        log_level=log_level,
+        access_log=False,  # the app logs one JSON line per request itself
+        proxy_headers=proxy_headers,
+        server_header=False,
+        lifespan="on",
+    )
+
+
+COMMANDS: list[click.Command] = [serve]

@@ -1,0 +1,274 @@
+"""PostgreSQL-only behaviour: migrations, atomic batches, concurrency through
+the pool, fail-fast start, index use, and filters that agree with Python."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from somafractalmemory.adapters.postgres import MIGRATIONS, PostgresPool, PostgresStore, migrate
+from somafractalmemory.adapters.postgres.memories import filter_query, range_query
+from somafractalmemory.adapters.postgres.migrations import applied_versions
+from somafractalmemory.errors import BackendUnavailable, InvalidInput
+from somafractalmemory.models import HistoryEntry, Link, Memory, MemoryType, matches_filters, memory_id
+
+pytestmark = pytest.mark.postgres
+
+NS = "pgtest"
+
+
+def make(
+    coord: tuple[float, ...], payload: dict[str, Any] | None = None, ns: str = NS
+) -> tuple[Memory, HistoryEntry]:
+    mid = memory_id(ns, coord)
+    body = payload if payload is not None else {"text": f"memory at {coord}"}
+    memory = Memory(mid, ns, coord, body, MemoryType.EPISODIC, 1000.0, 1000.0, 1)
+    entry = HistoryEntry(
+        ns, mid, coord, 1, "created", body, MemoryType.EPISODIC, 1000.0, "test", sorted(body)
+    )
+    return memory, entry
+
+
+def put(store: PostgresStore, pairs: list[tuple[Memory, HistoryEntry]]) -> None:
+    store.put_many([m for m, _ in pairs], [h for _, h in pairs])
+
+
+@pytest.fixture
+def store(pg_schema: tuple[str, str]) -> Iterator[PostgresStore]:
+    dsn, schema = pg_schema
+    s = PostgresStore(dsn, schema=schema, max_size=10, timeout=30.0)
+    s.migrate()
+    yield s
+    s.close()
+
+
+def test_migrate_twice_is_a_no_op(pg_schema: tuple[str, str]) -> None:
+    dsn, schema = pg_schema
+    pool = PostgresPool(dsn, schema=schema)
+    try:
+        every = [version for version, _, _ in MIGRATIONS]
+        assert applied_versions(pool) == []
+        assert migrate(pool) == every
+        assert migrate(pool) == []
+        assert applied_versions(pool) == every
+        with pool.connection() as conn:
+            tables = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", [schema]
+                )
+            }
+        assert {"memories", "memory_history", "links", "keyword_docs", "schema_migrations"} <= tables
+    finally:
+        pool.close()
+
+
+def test_concurrent_migrations_take_turns(pg_schema: tuple[str, str]) -> None:
+    dsn, schema = pg_schema
+    pools = [PostgresPool(dsn, schema=schema) for _ in range(4)]
+    results: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def run(pool: PostgresPool) -> None:
+        try:
+            results.append(migrate(pool))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in pools]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for p in pools:
+        p.close()
+    assert errors == []
+    applied = sorted(v for r in results for v in r)
+    assert applied == [version for version, _, _ in MIGRATIONS]  # each version exactly once
+
+
+def test_a_failed_batch_leaves_nothing(store: PostgresStore) -> None:
+    before, before_entry = make((0.0,), {"text": "kept", "v": 1})
+    put(store, [(before, before_entry)])
+    updated = Memory(
+        before.id, NS, before.coordinate, {"text": "changed"}, MemoryType.SEMANTIC, 1000.0, 2000.0, 2
+    )
+    pairs = [make((float(i),)) for i in range(1, 4)]
+    memories = [updated] + [m for m, _ in pairs]
+    history = [h for _, h in pairs]
+    history[1].action = "exploded"  # violates the CHECK on memory_history.action
+    with pytest.raises(InvalidInput):
+        store.put_many(memories, history)
+    assert set(store.get_many(NS, [m.id for m in memories])) == {before.id}
+    assert store.get_many(NS, [before.id])[before.id].payload == {"text": "kept", "v": 1}
+    assert [h.action for h in store.iter_history(NS)] == ["created"]
+
+
+def test_a_failed_delete_leaves_memories_and_links(store: PostgresStore) -> None:
+    (a, ha), (b, hb) = make((1.0, 1.0)), make((2.0, 2.0))
+    put(store, [(a, ha), (b, hb)])
+    store.add_links([Link(NS, a.id, b.id, a.coordinate, b.coordinate)])
+    bad = HistoryEntry(NS, a.id, a.coordinate, 2, "vanished", None, None, 2000.0)
+    with pytest.raises(InvalidInput):
+        store.delete_many(NS, [a.id], [bad])
+    assert set(store.get_many(NS, [a.id, b.id])) == {a.id, b.id}
+    assert store.count(NS) == 1
+    good = HistoryEntry(NS, a.id, a.coordinate, 2, "deleted", None, None, 2000.0)
+    assert store.delete_many(NS, [a.id], [good]) == [a.id]
+    assert store.count(NS) == 0  # the links touching it went in the same transaction
+
+
+def test_a_nul_character_is_rejected_whole(store: PostgresStore) -> None:
+    ok, bad = make((1.0,)), make((2.0,), {"text": "a\x00b"})
+    with pytest.raises(InvalidInput):
+        put(store, [ok, bad])
+    assert store.get_many(NS, [ok[0].id, bad[0].id]) == {}
+
+
+def test_a_hundred_concurrent_writers_through_the_pool(store: PostgresStore) -> None:
+    writers, per_writer = 100, 20
+    errors: list[BaseException] = []
+    start = threading.Barrier(writers)
+
+    def write(w: int) -> None:
+        try:
+            start.wait()
+            for i in range(0, per_writer, 5):
+                put(store, [make((float(w), float(j))) for j in range(i, i + 5)])
+                store.get_many(NS, [memory_id(NS, (float(w), float(i)))])
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.counts(NS)["total"] == writers * per_writer
+    assert sum(1 for _ in store.iter_history(NS)) == writers * per_writer
+    assert store.pool.stats().get("pool_max", 10) <= 10
+
+
+def test_an_unreachable_server_fails_fast_with_one_clear_line() -> None:
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable) as info:
+        PostgresStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout=2.0)
+    assert time.monotonic() - started < 5.0
+    exc = info.value
+    assert exc.setting == "POSTGRES_URL" and exc.service == "PostgreSQL"
+    assert "POSTGRES_URL" in str(exc) and "\n" not in str(exc)
+    assert exc.__cause__ is None and exc.__suppress_context__  # no chain of driver errors
+
+
+def test_a_missing_database_is_unavailable_too(pg_schema: tuple[str, str]) -> None:
+    dsn, _ = pg_schema
+    with pytest.raises(BackendUnavailable, match="no_such_database"):
+        PostgresStore(dsn.rsplit("/", 1)[0] + "/no_such_database")
+
+
+def test_schemas_isolate_stores(store: PostgresStore, pg_schema: tuple[str, str]) -> None:
+    dsn, _ = pg_schema
+    put(store, [make((1.0,))])
+    other_schema = pg_schema[1] + "_b"
+    other = PostgresStore(dsn, schema=other_schema)
+    try:
+        assert other.migrate() == [version for version, _, _ in MIGRATIONS]
+        assert other.counts(NS)["total"] == 0
+    finally:
+        other.close()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(other_schema))
+            )
+
+
+def _plan(store: PostgresStore, query: Any, params: Any) -> str:
+    with store.pool.connection() as conn:
+        conn.execute("ANALYZE memories")
+        rows = conn.execute(psycopg.sql.SQL("EXPLAIN {}").format(query), params).fetchall()
+    return "\n".join(row[0] for row in rows)
+
+
+def test_range_queries_use_the_gist_index(store: PostgresStore) -> None:
+    put(store, [make((float(x), float(y), 0.0)) for x in range(60) for y in range(60)])
+    put(store, [make((float(x), 1.0), ns="other") for x in range(500)])
+    query = range_query(NS, (10.0, 10.0, 0.0), (14.0, 14.0, 0.0))
+    assert query is not None
+    plan = _plan(store, *query)
+    assert "memories_coord_gist" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    found = store.find_range(NS, (10.0, 10.0, 0.0), (14.0, 14.0, 0.0))
+    assert len(found) == 25
+
+
+def test_string_filters_use_the_gin_index(store: PostgresStore) -> None:
+    put(
+        store,
+        [make((float(i),), {"text": "x", "tags": [f"t{i % 400}"], "src": f"s{i}"}) for i in range(4000)],
+    )
+    plan = _plan(store, *filter_query(NS, {"tags": "t7"}))
+    assert "memories_payload_gin" in plan, plan
+    assert len(store.filter_ids(NS, {"tags": "t7"})) == 10
+
+
+# -- filters: the SQL must agree with models.matches_filters on anything ---------------
+
+SCALARS: list[Any] = [0, 1, 2, 1.0, 0.0, 2.5, -1, True, False, None, "a", "b", "1", "", 10**18]
+
+
+def _value(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.random()
+    if depth < 2 and kind < 0.2:
+        return [_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    if depth < 2 and kind < 0.3:
+        return {k: _value(rng, depth + 1) for k in rng.sample(["x", "y", "0"], rng.randint(0, 2))}
+    return rng.choice(SCALARS)
+
+
+def _filter(rng: random.Random) -> dict[str, Any]:
+    key = rng.choice(["a", "b", "n.x", "n.y", "n.0", "missing", "a.x"])
+    shape = rng.random()
+    if shape < 0.35:
+        expected: Any = rng.choice(SCALARS)
+    elif shape < 0.55:
+        expected = rng.sample(SCALARS, rng.randint(0, 3))
+    elif shape < 0.75:
+        op = rng.choice(["gt", "gte", "lt", "lte"])
+        expected = {op: rng.choice([0, 1, 1.5, -1, 2, True])}
+    elif shape < 0.9:
+        expected = {"ne": rng.choice(SCALARS)}
+    else:
+        expected = {"in": rng.sample(SCALARS, rng.randint(0, 3))}
+    return {key: expected}
+
+
+def test_filter_ids_agrees_with_matches_filters_on_random_cases(store: PostgresStore) -> None:
+    rng = random.Random(20240611)
+    payloads = []
+    for _ in range(300):
+        payload: dict[str, Any] = {"a": _value(rng), "b": _value(rng)}
+        if rng.random() < 0.6:
+            payload["n"] = {"x": _value(rng, 1), "y": _value(rng, 1), "0": _value(rng, 1)}
+        elif rng.random() < 0.5:
+            payload["n"] = [_value(rng, 1)]
+        payloads.append(payload)
+    pairs = [make((float(i),), p) for i, p in enumerate(payloads)]
+    put(store, pairs)
+    by_id = {m.id: m.payload for m, _ in pairs}
+    mismatches = []
+    for _ in range(400):
+        filters = _filter(rng)
+        if rng.random() < 0.3:
+            filters.update(_filter(rng))
+        expected = {mid for mid, p in by_id.items() if matches_filters(p, filters)}
+        got = store.filter_ids(NS, filters)
+        if got != expected:
+            mismatches.append((filters, len(expected), len(got)))
+    assert mismatches == []
