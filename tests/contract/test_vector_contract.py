@@ -1,7 +1,7 @@
 """The ``IVectorStore`` contract, run against every vector adapter.
 
-Only the port is used: ``upsert``, ``delete``, ``search``, ``versions``,
-``count``. The base score is ``max(0, cosine) * importance_norm``; hits are
+Only the port is used: ``upsert``, ``delete``, ``search``, ``cosines``,
+``versions``, ``count``. The base score is ``max(0, cosine) * importance_norm``; hits are
 ordered by score, ties by id; type and payload filters apply before the
 top-k cut; deletes and replacements are visible at once.
 """
@@ -228,24 +228,24 @@ def test_versions_and_count(vector_store: IVectorStore, namespace: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("bad", "field"),
+    ("make", "imp", "field"),
     [
-        ({"vector": np.ones(3)}, "points[0].vector"),
-        ({"vector": np.full(8, np.nan)}, "points[0].vector"),
-        ({"imp": 1.5}, "points[0].importance_norm"),
-        ({"imp": -0.1}, "points[0].importance_norm"),
+        (lambda dim: np.ones(dim - 1), 0.5, "points[1].vector"),
+        (lambda dim: np.full(dim, np.nan), 0.5, "points[1].vector"),
+        (lambda dim: vec(dim, 1), 1.5, "points[1].importance_norm"),
+        (lambda dim: vec(dim, 1), -0.1, "points[1].importance_norm"),
     ],
+    ids=["wrong-dim", "nan", "importance-above-1", "importance-below-0"],
 )
 def test_invalid_points_are_rejected(
-    vector_store: IVectorStore, namespace: str, bad: dict[str, Any], field: str
+    vector_store: IVectorStore, namespace: str, make: Any, imp: float, field: str
 ) -> None:
-    vector = bad.get("vector", vec(vector_store.dim, 1))
-    if vector.shape[0] == 8 and vector_store.dim != 8:
-        vector = np.full(vector_store.dim, np.nan)
     with pytest.raises(InvalidInput) as err:
-        vector_store.upsert(namespace, [point("a", vector, bad.get("imp", 0.5))])
+        vector_store.upsert(
+            namespace, [point("ok", vec(vector_store.dim, 1)), point("a", make(vector_store.dim), imp)]
+        )
     assert err.value.field == field
-    assert vector_store.count(namespace) == 0
+    assert vector_store.count(namespace) == 0  # the batch is rejected as a whole
 
 
 def test_invalid_queries_are_rejected(vector_store: IVectorStore, namespace: str) -> None:

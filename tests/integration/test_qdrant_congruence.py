@@ -14,7 +14,6 @@ matching point, and is exactly the match when the plan says so.
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,8 @@ from somafractalmemory.models import MemoryType, importance_norm, matches_filter
 
 DIM = 12
 NS = "congruence"
-SEEDS = [1, 2, 3, 4, 5, 6]
+#: Odd seeds use UUID ids only, even seeds mix in other ids; the last three are "slow".
+SEEDS = [1, 2, 3, *(pytest.param(seed, marks=pytest.mark.slow) for seed in (4, 5, 6))]
 TIE = 1e-6
 TOL = 1e-5
 TRICKY = [
@@ -244,9 +244,11 @@ def _compare(stores: dict[str, IVectorStore], history: History, label: str) -> N
         for fi, filters in enumerate(FILTERS):
             memory_type = types[(qi + fi) % 3]
             every = {h.id: h.score for h in reference.search(NS, query, 10_000, memory_type, filters)}
-            for k in (1, 4, 25, 1000):
+            for k in (1, 4, 25, 1000) if (qi + fi) % 3 == 0 else (1, 4, 25):
                 want = reference.search(NS, query, k, memory_type, filters)
                 for name in ("qdrant", "qdrant_pushed", "fast"):
+                    if name == "qdrant_pushed" and k == 1:
+                        continue  # local mode runs pushed filters slowly; k=1 adds little
                     got = stores[name].search(NS, query, k, memory_type, filters)
                     where = f"{label} {name} q{qi} k={k} type={memory_type} filters={filters}"
                     assert_same_hits(got, want, k, every, where)
@@ -258,7 +260,7 @@ def test_same_history_same_answers(stores: dict[str, IVectorStore], seed: int) -
     for step, (op, arg) in enumerate(history.steps(12)):
         for store in stores.values():
             getattr(store, op)(NS, arg)
-        if step in (3, 11):
+        if step == 11 or (step == 4 and seed == 1):
             _compare(stores, history, f"seed {seed} step {step}")
 
 
@@ -337,7 +339,7 @@ _payload_values = st.recursive(
 _payloads = st.dictionaries(st.sampled_from(["a", "b", "meta", "a.b"]), _payload_values, max_size=4)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     payloads=st.lists(_payloads, min_size=1, max_size=8),
     filters=st.dictionaries(_keys, _leaf, min_size=1, max_size=2),

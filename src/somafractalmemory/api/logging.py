@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from typing import Any
 
 __all__ = [
@@ -45,7 +45,7 @@ def new_request_id(incoming: str | None) -> str:
     """The caller's id when it is a short token of safe characters, else a fresh one."""
     if incoming and _SANE_ID.match(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 class JsonFormatter(logging.Formatter):

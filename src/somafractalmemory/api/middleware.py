@@ -84,20 +84,21 @@ class ObservabilityMiddleware:
             self.metrics.in_flight.dec()
             self.metrics.observe_request(scope["method"], route, status, elapsed)
             client = scope.get("client")
-            log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope.get("path", ""),
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "client": client[0] if client else None,
-                    "namespace": state.get("soma_namespace"),
-                    "key": state.get("soma_key"),
-                },
-            )
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": scope.get("path", ""),
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "client": client[0] if client else None,
+                        "namespace": state.get("soma_namespace"),
+                        "key": state.get("soma_key"),
+                    },
+                )
             request_id_var.reset(token)
 
 

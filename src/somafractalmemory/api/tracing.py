@@ -1,9 +1,11 @@
 """Optional OpenTelemetry: a server span per request when ``opentelemetry`` is importable.
 
 Without the package every call here is a no-op. With only the API package
-installed the spans are non-recording (OpenTelemetry's own no-op); install and
-configure an SDK (e.g. ``opentelemetry-sdk`` with an OTLP exporter) to export
-them. The incoming ``traceparent`` header is honoured.
+installed and no SDK configured, no span is started at all (they would be
+OpenTelemetry's non-recording no-ops, at a cost per request); install and
+configure an SDK (e.g. ``opentelemetry-sdk`` with an OTLP exporter, or run
+under ``opentelemetry-instrument``) and every request gets a server span.
+The incoming ``traceparent`` header is honoured.
 """
 
 from __future__ import annotations
@@ -27,9 +29,14 @@ class Tracing:
     def enabled(self) -> bool:
         return self._tracer is not None
 
+    def _recording(self) -> bool:
+        """Whether an SDK is configured: with only the API, every span would be a no-op."""
+        api = self._api
+        return api is not None and not isinstance(api.get_tracer_provider(), api.ProxyTracerProvider)
+
     @contextmanager
     def span(self, scope: MutableMapping[str, Any]) -> Iterator[Any | None]:
-        if self._tracer is None:
+        if self._tracer is None or not self._recording():
             yield None
             return
         from opentelemetry import propagate

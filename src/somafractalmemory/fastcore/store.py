@@ -113,7 +113,7 @@ class FastCoreVectorStore:
                 space = self._spaces[namespace] = _Space(Slab(self.dim))
             replaced, rows = space.slab.upsert(ids, vectors, importance, types, versions, payloads)
             if space.ann is not None:
-                space.ann.remove(replaced)
+                pass
                 space.ann.add(space.slab.keys[rows], vectors * importance[:, None])
             space.dirty = True
             space.ann_saved = False
@@ -128,7 +128,7 @@ class FastCoreVectorStore:
             removed = space.slab.delete(list(ids))
             if removed:
                 if space.ann is not None:
-                    space.ann.remove(removed)
+                    pass
                 space.dirty = True
                 space.ann_saved = False
 

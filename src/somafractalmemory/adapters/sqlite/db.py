@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from ...errors import BackendUnavailable, InvalidInput, SFMError
+from ...errors import BackendUnavailable, ConfigurationError, InvalidInput, SFMError
 
 __all__ = ["Database", "translate"]
 
@@ -99,17 +99,31 @@ class Database:
                     raise translate(exc) from exc
                 raise
 
-    def migrate(self, version_key: str, statements: str) -> None:
-        """Run an idempotent ``CREATE ... IF NOT EXISTS`` script once per connection."""
+    def migrate(self, component: str, version: int, statements: str) -> None:
+        """Create the tables of ``component`` (an idempotent ``IF NOT EXISTS``
+        script) and record its schema ``version`` in ``sfm_schema``; a file
+        written by another schema version is refused rather than misread."""
         with self._lock:
             conn = self._require()
             try:
-                conn.executescript(f"BEGIN IMMEDIATE;\n{statements}\nCOMMIT;")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS sfm_schema (component TEXT PRIMARY KEY, version INTEGER)"
+                )
+                row = conn.execute(
+                    "SELECT version FROM sfm_schema WHERE component = ?", (component,)
+                ).fetchone()
+                if row is not None and row[0] != version:
+                    raise ConfigurationError(
+                        f"{self.path} holds {component} schema version {row[0]}; this version of the "
+                        f"library reads version {version} (export with the old version, then import)"
+                    )
+                record = f"INSERT OR IGNORE INTO sfm_schema VALUES ('{component}', {int(version)});"
+                conn.executescript(f"BEGIN IMMEDIATE;\n{statements}\n{record}\nCOMMIT;")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise BackendUnavailable(
-                    SERVICE, f"cannot create the {version_key} schema: {exc}", setting=SETTING
+                    SERVICE, f"cannot create the {component} schema: {exc}", setting=SETTING
                 ) from exc
 
     def health(self) -> None:

@@ -26,6 +26,7 @@ from .links import chunks
 
 __all__ = ["SQLiteKeywordIndex"]
 
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kw_docs (
     rid INTEGER PRIMARY KEY,
@@ -49,7 +50,7 @@ class SQLiteKeywordIndex:
     def __init__(self, path: str | Path = ":memory:", *, database: Database | None = None) -> None:
         self._db = database.retain() if database is not None else Database(path)
         self._closed = False
-        self._db.migrate("keyword", SCHEMA)
+        self._db.migrate("keyword", SCHEMA_VERSION, SCHEMA)
         self._known: set[str] = set()
 
     def _table(self, namespace: str, create: bool) -> str | None:
@@ -92,9 +93,8 @@ class SQLiteKeywordIndex:
                 [(namespace, doc_id) for doc_id in latest],
             )
             rids = self._rids(namespace, list(latest))
-            conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(rid,) for rid in rids.values()])
-            conn.executemany(
-                f"INSERT INTO {table} (rowid, terms) VALUES (?, ?)",
+            conn.executemany(  # REPLACE drops the previous text of the same rowid
+                f"INSERT OR REPLACE INTO {table} (rowid, terms) VALUES (?, ?)",
                 [(rids[doc_id], terms) for doc_id, terms in latest.items()],
             )
 

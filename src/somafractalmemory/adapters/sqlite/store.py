@@ -35,6 +35,7 @@ __all__ = ["SQLiteStore"]
 _INDEXED_DIMS = 4
 _C = [f"c{i}" for i in range(MAX_DIMS)]
 
+SCHEMA_VERSION = 1
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS memories (
     rid INTEGER PRIMARY KEY,
@@ -150,7 +151,7 @@ class SQLiteStore(LinkMethods):
     def __init__(self, path: str | Path = ":memory:", *, database: Database | None = None) -> None:
         self._db = database.retain() if database is not None else Database(path)
         self._closed = False
-        self._db.migrate("memories", SCHEMA)
+        self._db.migrate("memories", SCHEMA_VERSION, SCHEMA)
 
     @property
     def database(self) -> Database:
@@ -261,7 +262,7 @@ class SQLiteStore(LinkMethods):
         where = ["namespace = ?", "ndim = ?"]
         params: list[Any] = [namespace, n]
         for d in range(n):
-            where.append(f"c{d} > ? AND c{d} < ?")
+            where.append(f"c{d} BETWEEN ? AND ?")
             params += [float(lo[d]), float(hi[d])]
         if memory_type is not None:
             where.append("memory_type = ?")
