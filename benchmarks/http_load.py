@@ -151,10 +151,11 @@ async def _one_connection(
     port: int, bodies: list[bytes], path: str, stop_at: float, result: Result, rng: random.Random
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n".encode()
+    method = "POST" if bodies else "GET"
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n".encode()
     try:
         while time.perf_counter() < stop_at:
-            body = rng.choice(bodies)
+            body = rng.choice(bodies) if bodies else b""
             started = time.perf_counter()
             writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
             status_line = await reader.readline()
@@ -198,12 +199,12 @@ def load_python(port: int, path: str, bodies: list[bytes], concurrency: int, dur
 WRK_SCRIPT = """
 local bodies = {BODIES}
 local path = "{PATH}"
-local counter = 0
 statuses = {{}}
 local threads = {{}}
 function setup(thread) table.insert(threads, thread) end
 function init(args) math.randomseed(os.time() + math.floor(os.clock() * 1000000)) end
 function request()
+  if #bodies == 0 then return wrk.format("GET", path) end
   local body = bodies[math.random(#bodies)]
   return wrk.format("POST", path, {{["Content-Type"] = "application/json"}}, body)
 end
@@ -343,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent keep-alive connections")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per endpoint")
     parser.add_argument("--workers", type=int, default=2, help="API worker processes")
-    parser.add_argument("--endpoints", default="/recall,/store", help="comma-separated: /recall,/store")
+    parser.add_argument(
+        "--endpoints", default="/recall,/store", help="comma-separated, from /recall, /store, /healthz"
+    )
     parser.add_argument("--engine", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--log-level", default="warning", help="server log level (info logs every request)")
     parser.add_argument("--seed", type=int, default=7)
@@ -376,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         ).encode()
         for _ in range(2000)
     ]
-    bodies = {"/recall": queries, "/store": stores}
+    # /healthz (no body, no backend work) shows what the HTTP stack alone can serve
+    bodies: dict[str, list[bytes]] = {"/recall": queries, "/store": stores, "/healthz": []}
 
     with tempfile.TemporaryDirectory(prefix="soma-load-") as tmp_name:
         tmp = Path(tmp_name)

@@ -558,3 +558,26 @@ def test_tracing_spans_with_opentelemetry_api(client: TestClient) -> None:
 def test_body_that_is_not_utf8_is_422(client: TestClient) -> None:
     response = client.post("/store", content=b"\xff\xfe{", headers={"content-type": "application/json"})
     assert_error(response, 422, "invalid_input", "body")
+
+
+def test_every_endpoint_is_documented(client: TestClient) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "API.md").read_text(encoding="utf-8")
+    spec = client.get("/openapi.json").json()
+    missing = [
+        f"{method.upper()} {path}"
+        for path, operations in spec["paths"].items()
+        for method in operations
+        if f"`{method.upper()} {path}`" not in text
+    ]
+    assert not missing, f"endpoints missing from docs/API.md: {missing}"
+    for setting in (
+        "SOMA_API_KEYS",
+        "SOMA_API_KEYS_FILE",
+        "SOMA_RATE_LIMIT_MAX",
+        "SOMA_RATE_LIMIT_WINDOW",
+        "SOMA_MAX_BODY_BYTES",
+        "SOMA_OPENAPI_PATH",
+        "UVICORN_WORKERS",
+        "UVICORN_TIMEOUT_GRACEFUL",
+    ):
+        assert setting in text, setting

@@ -208,6 +208,19 @@ def test_range_queries_use_the_gist_index(store: PostgresStore) -> None:
     assert len(found) == 25
 
 
+def test_increasing_coordinates_stay_fast_and_exact(store: PostgresStore) -> None:
+    # A timeline (t,) and a diagonal (i, i) arriving in order: the cases that
+    # make a cube GiST index take minutes. Here they must take seconds.
+    started = time.monotonic()
+    for i in range(0, 5000, 500):
+        put(store, [make((float(t),)) for t in range(i, i + 500)])
+        put(store, [make((float(t), float(t))) for t in range(i, i + 500)])
+    assert time.monotonic() - started < 30.0
+    assert [m.coordinate for m in store.find_range(NS, (10.0,), (12.0,))] == [(10.0,), (11.0,), (12.0,)]
+    diagonal = store.find_range(NS, (4000.0, 3999.5), (4001.0, 4000.5))
+    assert [m.coordinate for m in diagonal] == [(4000.0, 4000.0)]
+
+
 def test_string_filters_use_the_gin_index(store: PostgresStore) -> None:
     put(
         store,

@@ -226,7 +226,8 @@ def assert_same_hits(
             assert sorted(got_ids) == sorted(want_ids), f"{label} tie group at {start}"
         else:  # the last group, cut at k: any members of that tie will do
             for pid in got_ids:
-                assert abs(every[pid] - want[start].score) <= TIE, f"{label} {pid} is not in the tie"
+                assert pid in every, f"{label}: {pid} does not match the query"
+                assert abs(every[pid] - want[start].score) <= TIE, f"{label}: {pid} is not in the tie"
         start = end
     for hit in got:
         if hit.id in want_cos:

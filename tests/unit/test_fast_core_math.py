@@ -183,6 +183,12 @@ def test_ann_falls_back_to_exact_when_it_cannot_reach_the_target() -> None:
         query = rng.standard_normal(64).astype(np.float32)
         assert [h.id for h in store.search(NS, query, 10)] == [i for i, _ in brute_force(points, query, 10)]
     assert store.search_counts == {"ann": 0, "exact": 5}
+    assert store.index_info(NS) == {
+        "points": 3000,
+        "ann": False,
+        "ann_building": False,
+        "expansion_search": None,
+    }
 
 
 @needs_ann
@@ -191,14 +197,37 @@ def test_ann_is_built_in_the_background_while_exact_search_serves() -> None:
     store = FastCoreVectorStore(64, ann_threshold=1000)
     store.upsert(NS, points)
     query = embedding_like(1, 64, seed=9)[0]
-    first = store.search(NS, query, 5)  # starts the build, answers exactly
+    with store._lock:  # the build cannot install itself before the writes below
+        first = store.search(NS, query, 5)  # starts the build, answers exactly
+        builder = store._spaces[NS].builder
+        assert builder is not None and store.search_counts == {"ann": 0, "exact": 1}
+        store.upsert(NS, [VectorPoint("new", query, 0.99, MemoryType.EPISODIC)])
+        store.delete(NS, [first[0].id])
     assert [h.id for h in first] == [i for i, _ in brute_force(points, query, 5)]
-    builder = store._spaces[NS].builder
-    if builder is not None:
-        builder.join(timeout=60)
-    store.search(NS, query, 5)
-    assert store.search_counts["ann"] >= 1
+    builder.join(timeout=120)
+    hits = store.search(NS, query, 5)  # through the index, which saw both writes
+    assert store.search_counts["ann"] == 1
+    assert hits[0].id == "new" and first[0].id not in {h.id for h in hits}
     store.close()
+
+
+@needs_ann
+def test_a_stale_saved_index_is_reconciled_on_load(tmp_path: Path) -> None:
+    points = make_points(embedding_like(2000, 32, seed=6))
+    store = FastCoreVectorStore(32, tmp_path, ann_threshold=500, ann_background=False)
+    store.upsert(NS, points)
+    query = embedding_like(1, 32, seed=10)[0]
+    store.search(NS, query, 3)  # builds the index
+    store.flush()
+    old_index = (tmp_path / f"{NS}.ann.usearch").read_bytes()
+    store.upsert(NS, [VectorPoint("new", query, 0.99, MemoryType.EPISODIC)])
+    store.delete(NS, [points[0].id])
+    store.close()
+    (tmp_path / f"{NS}.ann.usearch").write_bytes(old_index)  # as if the process died between the files
+    again = FastCoreVectorStore(32, tmp_path, ann_threshold=500, ann_background=False)
+    hits = again.search(NS, query, 3)
+    assert again.search_counts == {"ann": 1, "exact": 0}
+    assert hits[0].id == "new" and all(h.id != points[0].id for h in again.search(NS, points[0].vector, 10))
 
 
 @pytest.mark.parametrize("ann", [False, True])

@@ -33,7 +33,7 @@ SERVER = "QDRANT_URL / QDRANT_HOST"
 
 
 def _point(vector: list[float] | None = None, **kw: Any) -> VectorPoint:
-    values = dict(
+    values: dict[str, Any] = dict(
         id=str(uuid.uuid4()),
         vector=np.asarray(vector or [1.0, 0, 0, 0], dtype=np.float32),
         importance_norm=0.5,

@@ -13,7 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
+from pydantic import BaseModel
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -150,3 +151,8 @@ async def write_core(
 
 ReadCore = Annotated[SomaFractalMemoryEnterprise, Depends(read_core)]
 WriteCore = Annotated[SomaFractalMemoryEnterprise, Depends(write_core)]
+
+
+def render(model: BaseModel) -> Response:
+    """A response model as JSON, serialised once by pydantic (no second validation)."""
+    return Response(model.model_dump_json(), media_type="application/json")

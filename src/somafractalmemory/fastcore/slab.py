@@ -24,7 +24,7 @@ import numpy.typing as npt
 from ..errors import InvalidInput
 from ..models import MemoryType, matches_filters
 
-__all__ = ["TYPE_CODES", "Slab", "check_id", "check_importance", "check_version", "normalise", "top_rows"]
+__all__ = ["TYPE_CODES", "Slab", "normalise", "prepare_points", "top_rows"]
 
 F32 = npt.NDArray[np.float32]
 #: ``types`` column encoding: index in this tuple.
@@ -46,26 +46,50 @@ def normalise(vector: Any, dim: int, field: str = "vector") -> F32:
         raise InvalidInput(field, f"expected shape ({dim},), got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise InvalidInput(field, "values must be finite")
-    norm = float(np.linalg.norm(arr))
-    return arr / np.float32(norm) if norm > 0 else np.zeros(dim, dtype=np.float32)
+    wide = arr.astype(np.float64)  # float32 squares under- or overflow for tiny or huge values
+    norm = float(np.sqrt(wide @ wide))
+    return (wide / norm).astype(np.float32) if norm > 0 else np.zeros(dim, dtype=np.float32)
 
 
-def check_id(value: Any, where: str) -> str:
+def _check_id(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{where}.id", "must be a non-empty string")
     return value
 
 
-def check_importance(value: Any, where: str) -> float:
+def _check_importance(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
         raise InvalidInput(f"{where}.importance_norm", f"must be a number in [0, 1], got {value!r}")
     return float(value)
 
 
-def check_version(value: Any, where: str) -> int:
+def _check_version(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidInput(f"{where}.version", f"must be an integer >= 0, got {value!r}")
     return value
+
+
+def prepare_points(
+    points: Sequence[Any], dim: int
+) -> tuple[list[str], F32, F32, list[int], list[int], list[dict[str, Any]]]:
+    """Validate a batch of ``VectorPoint``s (errors name ``points[i]``) and
+    return its columns ``(ids, vectors, importance, types, versions,
+    payloads)``, vectors normalised, keeping the last write of each id."""
+    for i, point in enumerate(points):
+        _check_id(point.id, f"points[{i}]")
+    latest = {point.id: i for i, point in enumerate(points)}
+    order = sorted(latest.values())
+    vectors = np.empty((len(order), dim), dtype=np.float32)
+    importance = np.empty(len(order), dtype=np.float32)
+    types, versions, payloads = [], [], []
+    for j, i in enumerate(order):
+        point, where = points[i], f"points[{i}]"
+        vectors[j] = normalise(point.vector, dim, f"{where}.vector")
+        importance[j] = _check_importance(point.importance_norm, where)
+        types.append(TYPE_CODES.index(MemoryType.parse(point.memory_type, f"{where}.memory_type")))
+        versions.append(_check_version(point.version, where))
+        payloads.append(dict(point.payload or {}))
+    return [points[i].id for i in order], vectors, importance, types, versions, payloads
 
 
 def top_rows(scores: F32, k: int, ids: Sequence[str]) -> list[int]:
@@ -147,6 +171,7 @@ class Slab:
             else:
                 old_key = int(self.keys[row])
                 replaced.append(old_key)
+                del self.key_rows[old_key]
                 self.payloads[row] = payloads[i]
             key = self.next_key
             self.next_key += 1
@@ -168,6 +193,7 @@ class Slab:
             if row is None:
                 continue
             key = int(self.keys[row])
+            del self.key_rows[key]
             removed.append(key)
             last = self.size - 1
             if row != last:

@@ -32,7 +32,7 @@ from ..interfaces.storage import Filters, Vector, VectorHit, VectorPoint
 from ..models import MemoryType, validate_filters, validate_namespace
 from .ann import AnnIndex, AnnParams, ann_available
 from .files import ANN_SUFFIX, SLAB_SUFFIX, atomic_write, file_stem, fsync_replace
-from .slab import TYPE_CODES, Slab, check_id, check_importance, check_version, normalise, top_rows
+from .slab import TYPE_CODES, Slab, normalise, prepare_points, top_rows
 
 __all__ = ["FastCoreVectorStore"]
 
@@ -90,22 +90,9 @@ class FastCoreVectorStore:
 
     def upsert(self, namespace: str, points: Sequence[VectorPoint]) -> None:
         validate_namespace(namespace)
-        latest = {p.id: i for i, p in enumerate(points)}  # last write of an id wins
-        batch = [points[i] for i in sorted(latest.values())]
-        if not batch:
+        if not points:
             return
-        ids = []
-        vectors = np.empty((len(batch), self.dim), dtype=np.float32)
-        importance = np.empty(len(batch), dtype=np.float32)
-        types, versions, payloads = [], [], []
-        for j, point in enumerate(batch):
-            where = f"points[{latest[point.id]}]"
-            ids.append(check_id(point.id, where))
-            vectors[j] = normalise(point.vector, self.dim, f"{where}.vector")
-            importance[j] = check_importance(point.importance_norm, where)
-            types.append(TYPE_CODES.index(MemoryType.parse(point.memory_type, f"{where}.memory_type")))
-            versions.append(check_version(point.version, where))
-            payloads.append(dict(point.payload or {}))
+        ids, vectors, importance, types, versions, payloads = prepare_points(points, self.dim)
         with self._lock:
             self._check_open()
             space = self._spaces.get(namespace)
@@ -113,7 +100,7 @@ class FastCoreVectorStore:
                 space = self._spaces[namespace] = _Space(Slab(self.dim))
             replaced, rows = space.slab.upsert(ids, vectors, importance, types, versions, payloads)
             if space.ann is not None:
-                pass
+                space.ann.remove(replaced)
                 space.ann.add(space.slab.keys[rows], vectors * importance[:, None])
             space.dirty = True
             space.ann_saved = False
@@ -128,7 +115,7 @@ class FastCoreVectorStore:
             removed = space.slab.delete(list(ids))
             if removed:
                 if space.ann is not None:
-                    pass
+                    space.ann.remove(removed)
                 space.dirty = True
                 space.ann_saved = False
 
@@ -185,6 +172,19 @@ class FastCoreVectorStore:
                 return {}
             slab = space.slab
             return dict(zip(slab.ids, slab.versions[: slab.size].tolist(), strict=True))
+
+    def index_info(self, namespace: str) -> dict[str, Any]:
+        """How a namespace is searched: ``points``, ``ann`` (an index is in
+        use), ``ann_building`` and the calibrated ``expansion_search``."""
+        with self._lock:
+            space = self._spaces.get(namespace)
+            ann = None if space is None else space.ann
+            return {
+                "points": 0 if space is None else space.slab.size,
+                "ann": ann is not None,
+                "ann_building": space is not None and space.builder is not None,
+                "expansion_search": None if ann is None else ann.expansion_search,
+            }
 
     def count(self, namespace: str) -> int:
         with self._lock:

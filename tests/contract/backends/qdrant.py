@@ -1,10 +1,13 @@
 """Qdrant's local mode for the vector contract tests (no server needed).
 
-* ``qdrant_memory``: ``QdrantVectorStore(location=":memory:")``.
-* ``qdrant_path``: local mode persisted in a temporary directory.
+* ``qdrant_memory``: ``QdrantVectorStore(location=":memory:")`` with
+  ``push_filters=True``: filters are translated and sent to Qdrant, as on a
+  server.
+* ``qdrant_path``: local mode persisted in a temporary directory, with local
+  mode's default of checking filters client side.
 
-Both run the same adapter code a Qdrant server does; only the transport and
-the payload indexes (ignored in local mode) differ.
+Both run the adapter code a Qdrant server does; only the transport and the
+payload indexes (ignored in local mode) differ.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ def _store(**kwargs: Any) -> Any:
 
 
 def _memory(request: pytest.FixtureRequest) -> Any:
-    return _store(location=":memory:")
+    return _store(location=":memory:", push_filters=True)
 
 
 def _path(request: pytest.FixtureRequest) -> Any:

@@ -8,11 +8,12 @@ idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(d) / avgdl))`` with
 Layout, per namespace: every indexed document gets a fresh integer *slot*;
 each term has a postings list of ``(slot, tf)`` held in numpy arrays, with
 appends buffered in Python lists and merged when the term is next queried
-(amortised O(1) per posting). Replacing or removing a document only marks
-its slot dead and fixes the document frequencies; dead postings are skipped
-at query time and dropped by a rebuild once they outnumber the live ones.
-A query touches only the postings of its terms, accumulating into one dense
-float32 array.
+(amortised O(1) per posting). Each term also caches the tf part of its BM25
+weights for the current ``avgdl``, so a repeated term costs one gather and
+one add. Replacing or removing a document only marks its slot dead and fixes
+the document frequencies; dead slots are zeroed at query time and dropped
+by a rebuild once dead postings outnumber the live ones. A query touches
+only the postings of its terms, accumulating into one dense float32 array.
 """
 
 from __future__ import annotations
@@ -34,21 +35,40 @@ B = 0.75
 
 
 class _Postings:
-    __slots__ = ("pending_slots", "pending_tf", "slots", "tf")
+    """The ``(slot, tf)`` pairs of one term, and their BM25 tf weights cached
+    for the ``avgdl`` they were computed with."""
+
+    __slots__ = ("avgdl", "pending_slots", "pending_tf", "slots", "tf", "weights")
 
     def __init__(self) -> None:
         self.slots: npt.NDArray[np.int32] = np.empty(0, dtype=np.int32)
         self.tf: npt.NDArray[np.float32] = np.empty(0, dtype=np.float32)
         self.pending_slots: list[int] = []
         self.pending_tf: list[int] = []
+        self.weights: npt.NDArray[np.float32] | None = None
+        self.avgdl = 0.0
 
-    def arrays(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    def count(self) -> int:
+        return len(self.slots) + len(self.pending_slots)
+
+    def scored(
+        self, lengths: npt.NDArray[np.float32], avgdl: float
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        """Slots and ``tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))``."""
         if self.pending_slots:
             self.slots = np.concatenate([self.slots, np.asarray(self.pending_slots, dtype=np.int32)])
             self.tf = np.concatenate([self.tf, np.asarray(self.pending_tf, dtype=np.float32)])
             self.pending_slots.clear()
             self.pending_tf.clear()
-        return self.slots, self.tf
+            self.weights = None
+        if self.weights is None or self.avgdl != avgdl:
+            norm = np.float32(K1 * (1.0 - B)) + np.float32(K1 * B / avgdl) * lengths[self.slots]
+            weights: npt.NDArray[np.float32] = (self.tf * np.float32(K1 + 1.0) / (self.tf + norm)).astype(
+                np.float32, copy=False
+            )
+            self.weights, self.avgdl = weights, avgdl
+            return self.slots, weights
+        return self.slots, self.weights
 
 
 class _Shard:
@@ -60,7 +80,7 @@ class _Shard:
         self.terms: list[tuple[tuple[str, int], ...]] = []  # (term, tf) of each slot
         self.lengths: list[int] = []
         self.length_array: npt.NDArray[np.float32] = np.empty(0, dtype=np.float32)
-        self.alive: npt.NDArray[np.bool_] = np.zeros(64, dtype=np.bool_)
+        self.dead: list[int] = []  # slots of replaced or removed documents
         self.postings: dict[str, _Postings] = {}
         self.df: Counter[str] = Counter()
         self.total_length = 0
@@ -70,16 +90,11 @@ class _Shard:
     def add(self, doc_id: str, tokens: list[str]) -> None:
         self.drop(doc_id)
         slot = len(self.ids)
-        if slot == len(self.alive):
-            grown = np.zeros(slot * 2, dtype=np.bool_)
-            grown[:slot] = self.alive
-            self.alive = grown
         tf = Counter(tokens)
         self.slot_of[doc_id] = slot
         self.ids.append(doc_id)
         self.terms.append(tuple(tf.items()))
         self.lengths.append(len(tokens))
-        self.alive[slot] = True
         self.total_length += len(tokens)
         self.live_postings += len(tf)
         for term, count in tf.items():
@@ -94,7 +109,7 @@ class _Shard:
         slot = self.slot_of.pop(doc_id, None)
         if slot is None:
             return
-        self.alive[slot] = False
+        self.dead.append(slot)
         self.total_length -= self.lengths[slot]
         terms = self.terms[slot]
         self.live_postings -= len(terms)
@@ -103,8 +118,7 @@ class _Shard:
             self.df[term] -= 1
             if self.df[term] <= 0:  # every posting of the term is dead: drop them now
                 del self.df[term]
-                postings = self.postings.pop(term)
-                self.dead_postings -= len(postings.slots) + len(postings.pending_slots)
+                self.dead_postings -= self.postings.pop(term).count()
 
     def doc_lengths(self) -> npt.NDArray[np.float32]:
         if len(self.length_array) != len(self.lengths):
@@ -121,17 +135,16 @@ class _Shard:
         avgdl = max(self.total_length / n_docs, 1e-9)
         scores = np.zeros(len(self.ids), dtype=np.float32)
         for term in terms:
-            slots, tf = self.postings[term].arrays()
+            slots, weights = self.postings[term].scored(lengths, avgdl)
             df = self.df[term]
             idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-            norm = np.float32(K1 * (1.0 - B)) + np.float32(K1 * B / avgdl) * lengths[slots]
-            scores[slots] += np.float32(idf * (K1 + 1.0)) * tf / (tf + norm)
-        scores *= self.alive[: len(scores)]
+            scores[slots] += np.float32(idf) * weights
+        if self.dead:
+            scores[self.dead] = 0.0
         hits = np.flatnonzero(scores > 0)
         if len(hits) > limit:
             hits = hits[np.argpartition(-scores[hits], limit - 1)[:limit]]
-        ranked = sorted(((self.ids[s], float(scores[s])) for s in hits), key=lambda h: (-h[1], h[0]))
-        return ranked
+        return sorted(((self.ids[s], float(scores[s])) for s in hits), key=lambda h: (-h[1], h[0]))
 
     def compacted(self) -> _Shard:
         fresh = _Shard()

@@ -149,8 +149,9 @@ class InMemoryVectorStore:
             raise InvalidInput(field, f"expected shape ({self.dim},), got {arr.shape}")
         if not np.all(np.isfinite(arr)):
             raise InvalidInput(field, "values must be finite")
-        norm = math.sqrt(float(np.dot(arr.astype(np.float64), arr.astype(np.float64))))
-        return arr / np.float32(norm) if norm > 0 else arr
+        wide = arr.astype(np.float64)
+        norm = math.sqrt(float(wide @ wide))
+        return (wide / norm).astype(np.float32) if norm > 0 else np.zeros(self.dim, dtype=np.float32)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -1,7 +1,7 @@
 """PostgreSQL adapters (``pip install 'somafractalmemory[postgres]'``).
 
 * ``PostgresStore``: memories (JSONB), history and links (``IKeyValueStore``
-  and ``IGraphStore``), with a GiST ``cube`` index for range queries;
+  and ``IGraphStore``), with a GiST index for range queries;
 * ``PostgresKeywordIndex``: BM25 over full-text search (``IKeywordIndex``);
 * ``PostgresPool``: the shared psycopg pool that maps driver errors to the
   library's exception tree;

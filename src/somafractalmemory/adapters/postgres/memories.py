@@ -152,19 +152,27 @@ def range_query(
     namespace: str, lo: Coordinate, hi: Coordinate, memory_type: MemoryType | None = None
 ) -> tuple[sql.Composed, list[Any]] | None:
     """The SQL of ``find_range`` (served by the GiST index ``memories_coord_gist``),
-    or ``None`` for an empty box."""
+    or ``None`` for an empty box (``lo > hi`` in some dimension)."""
     if not lo:
         raise InvalidInput("lo", "must have at least one value")
     if len(lo) != len(hi):
         raise InvalidInput("hi", f"has {len(hi)} values but lo has {len(lo)}")
     if any(a > b for a, b in zip(lo, hi, strict=True)):
-        return None  # an empty box (the cube type would silently swap the corners)
+        return None  # an empty box (box() would silently swap the corners)
+    lo_f, hi_f = [float(c) for c in lo], [float(c) for c in hi]
+    # The GiST index narrows to the box of the first two dimensions (a
+    # superset: geometric operators are fuzzy); exact comparisons decide.
+    corners = [lo_f[0], lo_f[1] if len(lo_f) > 1 else 0.0, hi_f[0], hi_f[1] if len(hi_f) > 1 else 0.0]
+    exact = sql.SQL(" AND ").join(
+        sql.SQL("coordinate[{}] BETWEEN %s AND %s").format(sql.Literal(i + 1)) for i in range(len(lo_f))
+    )
     type_sql, type_params = _type_clause(memory_type)
     query = sql.SQL(
         "SELECT " + _COLUMNS + " FROM memories WHERE namespace = %s AND ndim = %s"
-        " AND coord_cube <@ public.cube(%s::float8[], %s::float8[]){} ORDER BY coordinate, id"
-    ).format(type_sql)
-    return query, [namespace, len(lo), [float(c) for c in lo], [float(c) for c in hi], *type_params]
+        " AND coord_point <@ box(point(%s, %s), point(%s, %s)) AND {}{} ORDER BY coordinate, id"
+    ).format(exact, type_sql)
+    bounds = [v for pair in zip(lo_f, hi_f, strict=True) for v in pair]
+    return query, [namespace, len(lo_f), *corners, *bounds, *type_params]
 
 
 def filter_query(

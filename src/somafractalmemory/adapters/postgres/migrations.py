@@ -7,23 +7,37 @@ a database-wide advisory lock (so concurrent starts take turns), records
 them in ``schema_migrations`` and returns the versions it applied: running it
 twice is a no-op.
 
-Tables (in the pool's schema; the extensions live in ``public``):
+Tables (in the pool's schema):
 
 * ``memories``: one row per memory; ``coordinate`` (``float8[]``) is the
-  address, ``coord_cube``/``ndim`` are derived from it and indexed together
-  with the namespace by GiST (``cube`` + ``btree_gist``), which serves
-  range queries; ``payload`` is JSONB with a GIN index for filters;
-  timestamps are epoch seconds (``float8``, exact round trip).
-* ``memory_history``: append-only change records, ordered by ``seq``.
+  address; ``payload`` is JSONB with a GIN index for filters; timestamps
+  are epoch seconds (``float8``, exact round trip). Range queries are served
+  by a GiST index on ``(namespace, ndim, coord_point)`` where ``coord_point``
+  is the built-in ``point`` of the first two dimensions (``(c0, 0)`` in 1-D);
+  the index narrows the candidates, an exact per-dimension comparison
+  decides. The ``btree_gist`` extension (trusted, in ``contrib``) puts the
+  namespace into the same GiST index.
+
+  Why not ``cube``: the ``cube`` extension (GiST over n-D boxes) looks made
+  for this, but its GiST index degrades catastrophically when coordinates
+  arrive in increasing order (a timeline ``(t,)``, or a diagonal
+  ``(i, i)``): inserting 2,000 such rows took 65 s, and building the index
+  over 100,000 took more than ten minutes. The built-in ``point`` GiST index has none of that (over
+  40,000 such rows per second) and writes twice as fast on random data; for
+  3-D data it reads somewhat more candidates (the third dimension is
+  checked, not indexed).
+* ``memory_history``: append-only change records, ordered by
+  ``(changed_at, seq)``.
 * ``links``: directed typed weighted edges, keyed by
   ``(namespace, from_id, to_id, link_type)``.
 * ``keyword_docs``: the keyword index: a ``tsvector`` per document built
   from the shared tokenizer's tokens (never re-parsed by a text-search
   configuration), with its length for BM25, and a GIN index.
 
-Both extensions are trusted (PostgreSQL 13+), so a database owner can
-install them; on a managed service without them, ask the operator to run
-``CREATE EXTENSION cube; CREATE EXTENSION btree_gist;`` in ``public``.
+Ids and namespaces use the ``"C"`` collation, so they order bytewise (as
+Python orders strings) whatever the database's locale. On a managed service
+where the migration may not create ``btree_gist``, ask the operator to run
+``CREATE EXTENSION btree_gist;`` once.
 """
 
 from __future__ import annotations
@@ -44,7 +58,6 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         1,
         "memories and their history",
         """
-        CREATE EXTENSION IF NOT EXISTS cube WITH SCHEMA public;
         CREATE EXTENSION IF NOT EXISTS btree_gist WITH SCHEMA public;
 
         CREATE TABLE memories (
@@ -53,7 +66,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             coordinate  float8[]    NOT NULL
                         CHECK (array_ndims(coordinate) = 1 AND cardinality(coordinate) <= 16),
             ndim        smallint    GENERATED ALWAYS AS (cardinality(coordinate)) STORED,
-            coord_cube  public.cube GENERATED ALWAYS AS (public.cube(coordinate)) STORED,
+            coord_point point       GENERATED ALWAYS AS
+                                    (point(coordinate[1], coalesce(coordinate[2], 0))) STORED,
             payload     jsonb       NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
             memory_type text        NOT NULL CHECK (memory_type IN ('episodic', 'semantic')),
             importance  float8      NOT NULL DEFAULT 1,
@@ -62,7 +76,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             version     integer     NOT NULL DEFAULT 1,
             PRIMARY KEY (namespace, id)
         );
-        CREATE INDEX memories_coord_gist ON memories USING gist (namespace, ndim, coord_cube);
+        CREATE INDEX memories_coord_gist ON memories USING gist (namespace, ndim, coord_point);
         CREATE INDEX memories_created ON memories (namespace, created_at, id);
         CREATE INDEX memories_updated ON memories (namespace, updated_at DESC, id);
         CREATE INDEX memories_importance ON memories (namespace, importance DESC, updated_at DESC, id);
@@ -162,13 +176,13 @@ def migrate(pool: PostgresPool) -> list[int]:
                     )
             except (pg_errors.FeatureNotSupported, pg_errors.UndefinedFile) as exc:
                 raise ConfigurationError(
-                    "PostgreSQL: the cube and btree_gist extensions are required and not available "
+                    "PostgreSQL: the btree_gist extension is required and not available "
                     f"({str(exc).strip()}); install the server's contrib package"
                 ) from None
             except pg_errors.InsufficientPrivilege as exc:
                 raise ConfigurationError(
                     f"PostgreSQL: not allowed to migrate ({str(exc).strip()}); run `soma migrate` as the "
-                    "database owner, or have it create the extensions cube and btree_gist in public"
+                    "database owner, or have it run CREATE EXTENSION btree_gist"
                 ) from None
             applied.append(version)
     return applied

@@ -6,7 +6,7 @@
   with one line (``BackendUnavailable`` naming ``POSTGRES_URL``), never a
   stack of driver errors;
 * ``schema`` puts every connection's ``search_path`` on that schema (then
-  ``public``, where the ``cube`` extension lives);
+  ``public``, where extensions usually live);
 * TLS settings (``sslmode``, ``sslrootcert``, ...) pass through from the DSN;
 * every connection is checked before it is handed out, so the pool recovers
   by itself after a server restart;

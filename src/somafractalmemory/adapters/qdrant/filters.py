@@ -22,7 +22,8 @@ keys with a dot or unusual characters  as above on the nested key  no
 When the plan is not exact, the store checks every candidate with
 ``matches_filters`` and fetches more until it has ``k`` matches or the
 collection is exhausted, so results are exact either way; an exact plan only
-saves that check (and the payload transfer).
+saves that check (and the payload transfer). Local mode does not push
+filters by default (it evaluates them slowly); see ``store``.
 """
 
 from __future__ import annotations

@@ -126,6 +126,7 @@ def _positive(request: Request, k: int) -> list[VectorHit]:
 def _zero(request: Request, need: int, skip: set[str], plain_ids: bool | None) -> list[VectorHit]:
     client = request.conn.client
     in_order = not (_has_plain_ids(request) if plain_ids is None else plain_ids)
+    page = need + len(skip) + 1 if request.plan.exact else max(need + len(skip) + 1, 256)
     chosen: list[tuple[str, Any]] = []  # (memory id, stored vector or None)
     offset: Any = None
     while True:
@@ -133,7 +134,7 @@ def _zero(request: Request, need: int, skip: set[str], plain_ids: bool | None) -
             records, offset = client.scroll(
                 request.name,
                 scroll_filter=request.plan.filter,
-                limit=min(need + len(skip) + 1, MAX_FETCH) if in_order else PAGE,
+                limit=min(page, MAX_FETCH) if in_order else PAGE,
                 offset=offset,
                 with_payload=request.selector(),
                 with_vectors=in_order,

@@ -17,7 +17,9 @@ Points
     L2-normalised vector times ``importance_norm``, so with a normalised
     query Qdrant's DOT score *is* ``cosine * importance_norm``. The point
     payload is ``{"importance_norm", "memory_type", "version", "payload"}``
-    (the memory payload nested under ``payload``).
+    (the memory payload nested under ``payload``). An ``importance_norm``
+    of 0 stores a zero vector: the point scores 0 and reports cosine 0
+    (``models.importance_norm`` never gives 0).
 
 Search
     Score = ``max(0, qdrant score)``; cosine = score / importance_norm. On a

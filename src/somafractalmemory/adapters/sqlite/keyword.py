@@ -50,7 +50,11 @@ class SQLiteKeywordIndex:
     def __init__(self, path: str | Path = ":memory:", *, database: Database | None = None) -> None:
         self._db = database.retain() if database is not None else Database(path)
         self._closed = False
-        self._db.migrate("keyword", SCHEMA_VERSION, SCHEMA)
+        try:
+            self._db.migrate("keyword", SCHEMA_VERSION, SCHEMA)
+        except BaseException:
+            self._db.close()
+            raise
         self._known: set[str] = set()
 
     def _table(self, namespace: str, create: bool) -> str | None:

@@ -151,7 +151,11 @@ class SQLiteStore(LinkMethods):
     def __init__(self, path: str | Path = ":memory:", *, database: Database | None = None) -> None:
         self._db = database.retain() if database is not None else Database(path)
         self._closed = False
-        self._db.migrate("memories", SCHEMA_VERSION, SCHEMA)
+        try:
+            self._db.migrate("memories", SCHEMA_VERSION, SCHEMA)
+        except BaseException:
+            self._db.close()
+            raise
 
     @property
     def database(self) -> Database:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
+from starlette.concurrency import run_in_threadpool
+
+from ..deps import render
 
 from ...errors import NotFound
 from ...models import canonical_coordinate, memory_id
@@ -32,11 +35,11 @@ CoordPath = Annotated[
 
 
 @router.post("/store", response_model=StoreResponse, summary="Store (insert or update) one memory")
-def store(body: StoreRequest, core: WriteCore, state: State) -> StoreResponse:
+async def store(body: StoreRequest, core: WriteCore, state: State) -> Response:
     with state.metrics.operation("store"):
-        memory = core.store_memory(body.coord, body.payload, body.type)
+        memory = await run_in_threadpool(core.store_memory, body.coord, body.payload, body.type)
     state.metrics.memories_stored.inc()
-    return StoreResponse(coord=list(memory.coordinate), memory_id=memory.id)
+    return render(StoreResponse(coord=list(memory.coordinate), memory_id=memory.id))
 
 
 @router.post(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from ..deps import render
 
 from ...models import RecallHit
 from ..deps import ReadCore, State
@@ -44,10 +47,12 @@ def _scored(hits: list[RecallHit]) -> ScoredResponse:
 
 
 @router.post("/recall", response_model=RecallResponse, summary="Hybrid recall: payloads, best first")
-def recall(body: RecallBody, core: ReadCore, state: State) -> RecallResponse:
+async def recall(body: RecallBody, core: ReadCore, state: State) -> Response:
     with state.metrics.operation("recall"):
-        matches = core.recall(body.query, body.top_k, body.type, body.filters, body.context, body.min_score)
-    return RecallResponse(matches=matches)
+        matches = await run_in_threadpool(
+            core.recall, body.query, body.top_k, body.type, body.filters, body.context, body.min_score
+        )
+    return render(RecallResponse(matches=matches))
 
 
 @router.post(
