@@ -295,6 +295,7 @@ def machine_info(workers: int) -> dict[str, Any]:
         "memory": memory,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "load avg": " ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1/5/15 min, before the run)",
         "server": f"uvicorn, {workers} worker(s), http={'httptools' if installed('httptools') else 'h11'}, "
         f"loop={'uvloop' if installed('uvloop') else 'asyncio'}",
     }
@@ -409,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(as seen by one worker)"
             )
             report(results)
+            print("load avg after: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
         finally:
             process.send_signal(signal.SIGTERM)
             try:

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from somafractalmemory.errors import RateLimited
+from somafractalmemory.api.app import create_app
+from somafractalmemory.errors import ConfigurationError, RateLimited
+from somafractalmemory.factory import create_backends
 
-from .conftest import AppFactory, soma_client
+from .conftest import AppFactory, make_settings, soma_client
 
 BUDGET = 5
 WINDOW = 1.0
@@ -90,3 +92,34 @@ def test_the_client_raises_rate_limited_with_retry_after(limited: TestClient) ->
         with pytest.raises(RateLimited) as caught:
             soma.stats()
     assert 1.0 <= caught.value.retry_after <= WINDOW + 1
+
+
+@pytest.mark.redis
+def test_the_budget_is_shared_through_redis(redis_prefix: tuple[str, str]) -> None:
+    """Two API processes (two apps over their own backends) share one budget in Redis."""
+    url, prefix = redis_prefix
+    config = {"redis": {"url": url, "prefix": prefix}}
+    first_backends = create_backends("test", config)
+    second_backends = create_backends("test", config)
+    assert first_backends.rate_limiter.name == "redis"
+    settings = make_settings(SOMA_RATE_LIMIT_MAX=BUDGET, SOMA_RATE_LIMIT_WINDOW=60)
+    try:
+        with (
+            TestClient(create_app(settings, first_backends)) as first,
+            TestClient(create_app(settings, second_backends)) as second,
+        ):
+            for i in range(BUDGET):
+                assert (first if i % 2 else second).get("/stats").status_code == 200
+            assert first.get("/stats").status_code == 429
+            assert second.get("/stats").status_code == 429
+    finally:
+        first_backends.close()
+        second_backends.close()
+
+
+def test_a_window_of_zero_seconds_is_refused(make_app: AppFactory) -> None:
+    with (
+        pytest.raises(ConfigurationError, match="SOMA_RATE_LIMIT_WINDOW"),
+        TestClient(make_app(SOMA_RATE_LIMIT_MAX=5, SOMA_RATE_LIMIT_WINDOW=0)),
+    ):
+        pass

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from somafractalmemory.adapters.postgres import MIGRATIONS, PostgresPool, PostgresStore, migrate
-from somafractalmemory.adapters.postgres.memories import filter_query, range_query
+from somafractalmemory.adapters.postgres.memories import CHUNK, filter_query, range_query
 from somafractalmemory.adapters.postgres.migrations import applied_versions
 from somafractalmemory.errors import BackendUnavailable, InvalidInput
 from somafractalmemory.models import HistoryEntry, Link, Memory, MemoryType, matches_filters, memory_id
@@ -108,6 +108,21 @@ def test_a_failed_batch_leaves_nothing(store: PostgresStore) -> None:
     assert set(store.get_many(NS, [m.id for m in memories])) == {before.id}
     assert store.get_many(NS, [before.id])[before.id].payload == {"text": "kept", "v": 1}
     assert [h.action for h in store.iter_history(NS)] == ["created"]
+
+
+def test_a_failed_big_batch_leaves_nothing_either(store: PostgresStore) -> None:
+    # Bigger than one statement (CHUNK): the chunks share one transaction.
+    pairs = [make((float(i), 1.0)) for i in range(3 * CHUNK)]
+    history = [h for _, h in pairs]
+    history[-1].action = "exploded"  # fails in the last chunk, after the first ones were sent
+    with pytest.raises(InvalidInput):
+        store.put_many([m for m, _ in pairs], history)
+    assert store.counts(NS)["total"] == 0
+    assert list(store.iter_history(NS)) == []
+    history[-1].action = "created"
+    store.put_many([m for m, _ in pairs], history)
+    assert store.counts(NS)["total"] == 3 * CHUNK
+    assert [h.memory_id for h in store.iter_history(NS)] == [h.memory_id for h in history]
 
 
 def test_a_failed_delete_leaves_memories_and_links(store: PostgresStore) -> None:

@@ -230,6 +230,26 @@ def test_a_stale_saved_index_is_reconciled_on_load(tmp_path: Path) -> None:
     assert hits[0].id == "new" and all(h.id != points[0].id for h in again.search(NS, points[0].vector, 10))
 
 
+@needs_ann
+def test_a_bulk_load_drops_the_index_and_the_next_search_rebuilds_it() -> None:
+    data = embedding_like(13_000, 16, seed=12)
+    store = FastCoreVectorStore(16, ann_threshold=1000, ann_background=False)
+    store.upsert(NS, make_points(data[:2000]))
+    store.search(NS, data[0], 5)
+    assert store.index_info(NS)["ann"]
+    bulk = [VectorPoint(f"bulk{i}", v, 0.99, MemoryType.SEMANTIC) for i, v in enumerate(data[2000:])]
+    store.upsert(NS, bulk)
+    assert store.index_info(NS) == {
+        "points": 13_000,
+        "ann": False,
+        "ann_building": False,
+        "expansion_search": None,
+    }
+    hits = store.search(NS, data[5000], 3)
+    assert store.index_info(NS)["ann"] and store.search_counts["ann"] == 2
+    assert hits[0].id == "bulk3000"
+
+
 @pytest.mark.parametrize("ann", [False, True])
 def test_persistence_round_trip_gives_identical_results(tmp_path: Path, ann: bool) -> None:
     if ann and not ann_available():

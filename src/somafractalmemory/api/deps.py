@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request, Response
-from pydantic import BaseModel
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ..core import SomaFractalMemoryEnterprise
@@ -34,9 +35,12 @@ __all__ = [
     "State",
     "WriteCore",
     "api_state",
+    "render",
+    "run",
 ]
 
 NAMESPACE_HEADER = "X-Soma-Namespace"
+T = TypeVar("T")
 
 
 class NamespaceCores:
@@ -153,6 +157,14 @@ ReadCore = Annotated[SomaFractalMemoryEnterprise, Depends(read_core)]
 WriteCore = Annotated[SomaFractalMemoryEnterprise, Depends(write_core)]
 
 
+async def run(state: ApiState, operation: str, fn: Callable[..., T], *args: Any) -> T:
+    """Call the core off the event loop (it blocks on I/O), timed as ``operation``."""
+    with state.metrics.operation(operation):
+        return await run_in_threadpool(fn, *args)
+
+
 def render(model: BaseModel) -> Response:
-    """A response model as JSON, serialised once by pydantic (no second validation)."""
+    """A response model as JSON, serialised once by pydantic (routes declare the
+    model as ``response_model`` for the OpenAPI document; FastAPI does not
+    validate a returned ``Response`` a second time)."""
     return Response(model.model_dump_json(), media_type="application/json")

@@ -89,10 +89,21 @@ def serve(
         os.environ["SOMA_DATA_DIR"] = str(state.config["data_dir"])
     settings = Settings()
     # fail here, with a plain message and exit code 3, rather than in every worker
-    KeyRing.from_settings(settings.api_keys, settings.api_keys_file, state.mode, settings.namespace)
+    mode = state.mode.strip().lower()
+    KeyRing.from_settings(settings.api_keys, settings.api_keys_file, mode, settings.namespace)
     workers = settings.uvicorn_workers if workers is None else workers
     if workers < 1:
         raise InvalidInput("workers", "must be at least 1")
+    if workers > 1 and mode == "test":
+        click.echo(
+            f"warning: test mode keeps everything in each process; {workers} workers share nothing", err=True
+        )
+    elif workers > 1 and mode == "development" and not (settings.qdrant_url or settings.qdrant_host):
+        click.echo(
+            f"warning: development mode keeps its vector index in each process; with {workers} workers "
+            "a recall may miss vectors stored through another worker (use --workers 1, or a Qdrant server)",
+            err=True,
+        )
     _exit_zero_when_stopped()
     uvicorn.run(
         APP_FACTORY,

@@ -47,6 +47,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "somafractalmemory.cli.commands_transfer",
     "somafractalmemory.cli.commands_admin",
     "somafractalmemory.cli.commands_serve",
+    "somafractalmemory.cli.commands_mcp",
 )
 
 #: Exception type -> exit code; the first matching row wins.

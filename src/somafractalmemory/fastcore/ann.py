@@ -37,6 +37,12 @@ def _usearch() -> ModuleType | None:
     if not _state["checked"]:
         _state["checked"] = True
         try:
+            # onnxruntime (the MiniLM embedder) segfaults when it is first imported
+            # after usearch's native module in the same process; import it first.
+            import importlib.util
+
+            if importlib.util.find_spec("onnxruntime") is not None:
+                import onnxruntime  # noqa: F401
             import usearch.index as module
         except ImportError:
             log.warning(

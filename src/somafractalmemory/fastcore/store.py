@@ -37,6 +37,9 @@ from .slab import TYPE_CODES, Slab, normalise, prepare_points, top_rows
 __all__ = ["FastCoreVectorStore"]
 
 log = logging.getLogger(__name__)
+#: An upsert of more points than this (and a quarter of the namespace) drops
+#: the ANN index instead of extending it; the next search rebuilds it.
+_BULK = 10_000
 
 
 class _Space:
@@ -99,7 +102,9 @@ class FastCoreVectorStore:
             if space is None:
                 space = self._spaces[namespace] = _Space(Slab(self.dim))
             replaced, rows = space.slab.upsert(ids, vectors, importance, types, versions, payloads)
-            if space.ann is not None:
+            if space.ann is not None and len(rows) > max(_BULK, space.slab.size // 4):
+                space.ann = None  # a bulk load: rebuild in the background, not under the lock
+            elif space.ann is not None:
                 space.ann.remove(replaced)
                 space.ann.add(space.slab.keys[rows], vectors * importance[:, None])
             space.dirty = True

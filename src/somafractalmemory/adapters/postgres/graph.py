@@ -16,8 +16,8 @@ from psycopg import sql
 
 from ...errors import InvalidInput
 from ...models import Link
-from .memories import check_coordinate, dumps
 from .pool import PostgresPool
+from .rows import coordinate_text, dumps
 
 __all__ = ["LinkTable"]
 
@@ -25,10 +25,10 @@ _COLUMNS = "namespace, from_id, to_id, from_coord, to_coord, link_type, weight, 
 
 _ADD = """
 INSERT INTO links (namespace, from_id, to_id, link_type, from_coord, to_coord, weight, metadata, created_at)
-SELECT x.namespace, x.from_id, x.to_id, x.link_type, x.from_coord, x.to_coord, x.weight,
-       coalesce(x.metadata, '{}'), x.created_at
+SELECT x.namespace, x.from_id, x.to_id, x.link_type, x.from_coord::float8[], x.to_coord::float8[],
+       x.weight, coalesce(x.metadata, '{}'), x.created_at
 FROM ROWS FROM (json_to_recordset(%s::json) AS (namespace text, from_id text, to_id text, link_type text,
-     from_coord float8[], to_coord float8[], weight float8, metadata jsonb, created_at float8))
+     from_coord text, to_coord text, weight float8, metadata jsonb, created_at float8))
      WITH ORDINALITY AS x(namespace, from_id, to_id, link_type, from_coord, to_coord, weight, metadata,
                           created_at, ord)
 ORDER BY x.ord
@@ -93,8 +93,8 @@ class LinkTable:
                     "from_id": link.from_id,
                     "to_id": link.to_id,
                     "link_type": link.link_type,
-                    "from_coord": check_coordinate(link.from_coord, "link.from_coord"),
-                    "to_coord": check_coordinate(link.to_coord, "link.to_coord"),
+                    "from_coord": coordinate_text(link.from_coord, "link.from_coord"),
+                    "to_coord": coordinate_text(link.to_coord, "link.to_coord"),
                     "weight": float(link.weight),
                     "metadata": link.metadata or {},
                     "created_at": float(link.created_at),

@@ -22,8 +22,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from ...text import tokenize
-from .memories import dumps
 from .pool import PostgresPool
+from .rows import dumps
 
 __all__ = ["PostgresKeywordIndex"]
 

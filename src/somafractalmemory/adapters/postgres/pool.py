@@ -63,19 +63,28 @@ def _first_line(exc: BaseException) -> str:
 def translate_error(exc: BaseException) -> SFMError:
     """Map a driver error to the library's exception tree.
 
-    Bad data is ``InvalidInput``, a duplicate key ``Conflict``, a missing
-    table ``ConfigurationError`` (run the migrations); everything else,
-    above all a lost or refused connection, is ``BackendUnavailable``.
+    Bad data is ``InvalidInput``; a duplicate key, a deadlock or a
+    serialization failure ``Conflict`` (retry); a missing table or a missing
+    privilege ``ConfigurationError`` (run the migrations, fix the grants);
+    everything else, above all a lost or refused connection, is
+    ``BackendUnavailable``.
     """
     if isinstance(exc, SFMError):
         return exc
     detail = _first_line(exc)
     if isinstance(exc, (pg_errors.UndefinedTable, pg_errors.UndefinedFunction, pg_errors.UndefinedObject)):
         return ConfigurationError(f"{SERVICE} schema is not ready ({detail}); run `soma migrate`")
-    if isinstance(exc, pg_errors.UniqueViolation):
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return ConfigurationError(f"{SERVICE}: {detail}")
+    if isinstance(
+        exc, (pg_errors.UniqueViolation, pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+    ):
         return Conflict(f"{SERVICE}: {detail}")
     if isinstance(exc, (pg_errors.DataError, pg_errors.IntegrityError)):
-        return InvalidInput("payload", f"{SERVICE} rejected the data: {detail}")
+        extra = getattr(getattr(exc, "diag", None), "message_detail", None)
+        return InvalidInput(
+            "payload", f"{SERVICE} rejected the data: {detail}" + (f" ({extra})" if extra else "")
+        )
     if isinstance(exc, UnicodeError):
         return InvalidInput("payload", f"text is not valid Unicode: {detail}")
     return BackendUnavailable(SERVICE, detail, setting=SETTING)

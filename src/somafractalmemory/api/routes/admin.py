@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..deps import Authenticated, ReadCore, State, WriteCore, api_state
+from ..deps import Authenticated, ReadCore, State, WriteCore, api_state, render, run
 from ..errors import ERROR_RESPONSES
 from ..metrics import CONTENT_TYPE
 from ..schemas import HealthResponse, ImportResponse, LiveResponse, ReadyResponse, StatsResponse
@@ -23,26 +23,24 @@ _SPOOL_BYTES = 8 * 1024 * 1024
 
 
 @router.get("/stats", response_model=StatsResponse, summary="Counts for the namespace")
-def stats(core: ReadCore) -> StatsResponse:
-    return StatsResponse(**core.memory_stats())
+async def stats(core: ReadCore, state: State) -> Response:
+    return render(StatsResponse(**await run(state, "stats", core.memory_stats)))
 
 
 @router.get(
     "/health", response_model=HealthResponse, summary="Every backend's status and latency (200 even if down)"
 )
-def health(state: State, grant: Authenticated) -> HealthResponse:
-    report = state.root.health_check()
-    ok = all(entry.get("ok") for entry in report.values())
-    return HealthResponse(
-        status="ok" if ok else "degraded",
-        mode=state.backends.mode,
-        backends=report,  # type: ignore[arg-type]
+async def health(state: State, grant: Authenticated) -> Response:
+    report = await run(state, "health", state.root.health_check)
+    status = "ok" if all(entry.get("ok") for entry in report.values()) else "degraded"
+    return render(
+        HealthResponse.model_validate({"status": status, "mode": state.backends.mode, "backends": report})
     )
 
 
 @probes.get("/healthz", response_model=LiveResponse, summary="Liveness: the process answers")
-async def healthz() -> LiveResponse:
-    return LiveResponse()
+async def healthz() -> Response:
+    return render(LiveResponse())
 
 
 @probes.get(
@@ -51,15 +49,15 @@ async def healthz() -> LiveResponse:
     summary="Readiness: 200 once every backend answers, else 503",
     responses={503: {"model": ReadyResponse, "description": "not ready"}},
 )
-def readyz(request: Request) -> JSONResponse:
+async def readyz(request: Request) -> JSONResponse:
     state = getattr(request.app.state, "soma", None)
-    if state is None:
-        body = ReadyResponse(ready=False, backends={})
-    else:
-        report = state.root.health_check()
-        body = ReadyResponse(ready=False, backends={port: bool(e.get("ok")) for port, e in report.items()})
-        body.ready = all(body.backends.values())
-    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+    backends: dict[str, bool] = {}
+    if state is not None:
+        report = await run_in_threadpool(state.root.health_check)
+        backends = {port: bool(entry.get("ok")) for port, entry in report.items()}
+    ready = bool(backends) and all(backends.values())
+    body = ReadyResponse(ready=ready, backends=backends)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
 @probes.get(
@@ -79,10 +77,10 @@ async def metrics(request: Request) -> Response:
     response_class=StreamingResponse,
     responses={200: {"content": {NDJSON: {"schema": {"type": "string"}}}, "description": "JSONL export"}},
 )
-def export(core: ReadCore) -> StreamingResponse:
+async def export(core: ReadCore) -> StreamingResponse:
     filename = f"{core.namespace}.jsonl".replace('"', "")
     return StreamingResponse(
-        core.export_lines(),
+        core.export_lines(),  # a sync iterator: Starlette pulls it in the threadpool
         media_type=NDJSON,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
@@ -103,12 +101,11 @@ _IMPORT_BODY: dict[str, Any] = {
     summary="Load a JSONL export into the namespace (request body, never a server path)",
     openapi_extra=_IMPORT_BODY,
 )
-async def import_(request: Request, core: WriteCore, state: State) -> ImportResponse:
+async def import_(request: Request, core: WriteCore, state: State) -> Response:
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
         async for chunk in request.stream():
             spool.write(chunk)
         spool.seek(0)
-        with state.metrics.operation("import"):
-            counts = await run_in_threadpool(core.import_memories, spool)
+        counts = await run(state, "import", core.import_memories, spool)
     state.metrics.memories_stored.inc(counts["memories"])
-    return ImportResponse(**counts)
+    return render(ImportResponse(**counts))
