@@ -5,8 +5,8 @@ given by the global ``--namespace`` and on no other; ``--mode``,
 ``--config`` and ``--data-dir`` choose the backends as for every command.
 With ``--transport stdio`` (the default) an agent client launches ``soma mcp``
 and talks JSON-RPC over its stdin and stdout; the server stops when the client
-closes stdin, closes the memory system (vectors flushed) and exits 0. A
-signal ends it at once instead (a blocked read of stdin cannot be
+closes stdin, closes the memory system (vectors flushed) and exits 0. SIGTERM
+or Ctrl-C ends it at once instead (a blocked read of stdin cannot be
 interrupted): what was stored is kept, and the next start re-indexes any
 vectors not yet flushed. With ``--transport http`` it serves streamable HTTP
 at ``http://HOST:PORT/mcp``; on SIGTERM or Ctrl-C uvicorn finishes the
@@ -54,6 +54,9 @@ def mcp_command(state: State, transport: str, host: str, port: int) -> None:
 
     server = build_server(state.memory)
     if transport == "stdio":
+        # a blocked read of stdin cannot be interrupted, so Ctrl-C would wait for the next line:
+        # let SIGINT end the process at once, as SIGTERM does
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         server.run("stdio")
         return
     # uvicorn drains, then re-raises the signal it caught: end normally, so the group closes the memory

@@ -33,6 +33,7 @@ from typing_extensions import TypedDict
 from ..core import SomaFractalMemoryEnterprise
 from ..errors import MissingDependency, SFMError
 from ..models import MAX_DIMS, Coordinate, Link, Memory, RecallHit, canonical_coordinate
+from ..services.graph import MAX_LINK_TYPE
 from ..services.recall import MAX_QUERY_CHARS, MAX_TOP_K
 
 try:
@@ -91,9 +92,12 @@ PayloadArg = Annotated[
         examples=[{"text": "the user prefers tea", "importance": 3, "tags": ["preference"]}],
     ),
 ]
-LinkTypeArg = Annotated[str, Field(min_length=1, max_length=64, description="the link's type, e.g. 'causes'")]
+LinkTypeArg = Annotated[
+    str, Field(min_length=1, max_length=MAX_LINK_TYPE, description="the link's type, e.g. 'causes'")
+]
 OptionalLinkTypeArg = Annotated[
-    str | None, Field(min_length=1, max_length=64, description="only links of this type (default: any)")
+    str | None,
+    Field(min_length=1, max_length=MAX_LINK_TYPE, description="only links of this type (default: any)"),
 ]
 WeightArg = Annotated[float, Field(gt=0, description="the link's cost when finding paths (> 0)")]
 QueryArg = Annotated[

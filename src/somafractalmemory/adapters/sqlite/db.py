@@ -44,18 +44,24 @@ class Database:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
+        self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
         self._lock = threading.RLock()
         self._users = 1
+        conn: sqlite3.Connection | None = None
         try:
             if self.path != ":memory:":
-                Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA temp_store=MEMORY")
-            conn.execute("PRAGMA cache_size=-65536")
+            for pragma in (
+                "journal_mode=WAL",
+                "synchronous=NORMAL",
+                "temp_store=MEMORY",
+                "cache_size=-65536",
+            ):
+                conn.execute(f"PRAGMA {pragma}")
         except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
             raise BackendUnavailable(SERVICE, f"cannot open {self.path}: {exc}", setting=SETTING) from exc
         self._conn: sqlite3.Connection | None = conn
 
