@@ -164,7 +164,10 @@ def create_backends(
     elif mode is MemoryMode.DEVELOPMENT and not w.test_wiring:
         root = w.data_dir()
         canonical = load("kv", "sqlite")(root / "memories.db")
-        keywords = load("keyword", "sqlite")(root / "keywords.db")
+        if _section(config, "keyword").get("backend") == "sqlite":
+            keywords = load("keyword", "sqlite")(root / "keywords.db")
+        else:  # in-process BM25, rebuilt from the canonical store at start (fast queries)
+            keywords = load("keyword", "memory")()
         graph = canonical
     else:
         canonical = load("kv", "memory")()

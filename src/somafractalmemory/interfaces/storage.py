@@ -13,6 +13,13 @@ Common rules for every port:
 * ``health()`` returns quietly when the backend answers, else raises
   ``BackendUnavailable``. ``close()`` releases connections and may be
   called twice.
+* Writes take an optional ``events`` argument (the ``MemoryEvent``s of that
+  write). An adapter with a transactional outbox (``PostgresStore``) writes
+  them in the same transaction as the write, so the write and its events
+  commit together or not at all; an adapter without one ignores them. The
+  core passes events only when the event bus is that adapter's outbox
+  (``IEventBus.transactional``); otherwise the ``EventEmitter`` publishes
+  them to the bus after the write.
 """
 
 from __future__ import annotations
@@ -58,10 +65,13 @@ class IKeyValueStore(Protocol):
 
     name: str
 
-    def put_many(self, memories: Sequence[Memory], history: Sequence[HistoryEntry]) -> None:
+    def put_many(
+        self, memories: Sequence[Memory], history: Sequence[HistoryEntry], events: Sequence[MemoryEvent] = ()
+    ) -> None:
         """Insert or replace each memory (by ``(namespace, id)``) and append the
         history entries, atomically: after a crash either all of the batch is
-        stored or none of it. One round trip per batch where the backend allows."""
+        stored or none of it. One round trip per batch where the backend allows.
+        ``events`` go to the outbox in the same transaction (see module docstring)."""
         ...
 
     def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Memory]:
@@ -69,11 +79,18 @@ class IKeyValueStore(Protocol):
         Reads never write."""
         ...
 
-    def delete_many(self, namespace: str, ids: Sequence[str], history: Sequence[HistoryEntry]) -> list[str]:
+    def delete_many(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        history: Sequence[HistoryEntry],
+        events: Sequence[MemoryEvent] = (),
+    ) -> list[str]:
         """Delete the memories that exist and append ``history`` (their delete
         records), atomically; return the ids actually deleted. An adapter that
         also implements ``IGraphStore`` on the same database removes the
-        links touching them in the same transaction."""
+        links touching them in the same transaction. Of ``events``, those whose
+        ``memory_id`` was actually deleted go to the outbox in that transaction."""
         ...
 
     def iter_memories(
@@ -138,13 +155,21 @@ class IGraphStore(Protocol):
 
     name: str
 
-    def add_links(self, links: Sequence[Link]) -> None:
-        """Insert or replace each link, atomically."""
+    def add_links(self, links: Sequence[Link], events: Sequence[MemoryEvent] = ()) -> None:
+        """Insert or replace each link, atomically (with ``events`` in an outbox)."""
         ...
 
-    def remove_links(self, namespace: str, from_id: str, to_id: str, link_type: str | None = None) -> int:
+    def remove_links(
+        self,
+        namespace: str,
+        from_id: str,
+        to_id: str,
+        link_type: str | None = None,
+        events: Sequence[MemoryEvent] = (),
+    ) -> int:
         """Remove the edges ``from_id -> to_id`` (of one type, or all types);
-        return how many were removed."""
+        return how many were removed. ``events`` go to an outbox in the same
+        transaction, and only when an edge was removed."""
         ...
 
     def remove_nodes(self, namespace: str, ids: Sequence[str]) -> int:
@@ -238,8 +263,10 @@ class IVectorStore(Protocol):
         indexed (used to score keyword-only recall candidates)."""
         ...
 
-    def versions(self, namespace: str) -> dict[str, int]:
-        """``{id: version}`` of every indexed point (used to reconcile)."""
+    def versions(self, namespace: str, ids: Sequence[str] | None = None) -> dict[str, int]:
+        """``{id: version}`` of every indexed point (used to reconcile), or,
+        given ``ids``, of those of them that are indexed (a cheap per-id check
+        used by workers and read-your-writes)."""
         ...
 
     def count(self, namespace: str) -> int: ...
@@ -336,9 +363,15 @@ class IRateLimiter(Protocol):
 
 @runtime_checkable
 class IEventBus(Protocol):
-    """Carries ``MemoryEvent``s of every write to subscribers / a broker."""
+    """Carries ``MemoryEvent``s of every write to subscribers / a broker.
+
+    ``transactional`` is True for an outbox living in the canonical store's
+    database: the core then hands each write's events to the store, which
+    commits them with the write, and never calls ``publish`` for them.
+    """
 
     name: str
+    transactional: bool
 
     def publish(self, events: Sequence[MemoryEvent]) -> None:
         """Hand events over for delivery (validated against the schema)."""
@@ -347,7 +380,7 @@ class IEventBus(Protocol):
     def subscribe(self, handler: Callable[[MemoryEvent], None]) -> None: ...
 
     def pending(self) -> int:
-        """Events accepted but not yet delivered."""
+        """Events accepted but not yet delivered (an outbox: its unsent rows)."""
         ...
 
     def close(self) -> None: ...

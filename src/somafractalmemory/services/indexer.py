@@ -55,32 +55,35 @@ class Indexer:
 
     def reconcile(self, namespace: str, kv: IKeyValueStore, batch_size: int = 512) -> tuple[int, int]:
         """Re-index memories whose vector is missing or stale, drop vectors of
-        memories that no longer exist. Returns ``(reindexed, removed)``."""
+        memories that no longer exist, and rebuild the keyword index when its
+        size differs from the canonical store's (an in-process index starts
+        empty). One pass over the canonical store. Returns ``(reindexed, removed)``."""
         indexed = self.vectors.versions(namespace)
-        keyword_count = self.keywords.count(namespace)
+        rebuild_keywords = self.keywords.count(namespace) != kv.counts(namespace)["total"]
         seen: set[str] = set()
         stale: list[Memory] = []
+        docs: list[tuple[str, str]] = []
         reindexed = 0
         for memory in kv.iter_memories(namespace, page_size=batch_size):
             seen.add(memory.id)
             if indexed.get(memory.id) != memory.version:
-                stale.append(memory)
+                stale.append(memory)  # index() also writes its keyword document
+            elif rebuild_keywords:
+                docs.append((memory.id, memory.text))
             if len(stale) >= batch_size:
                 self.index(stale)
                 reindexed += len(stale)
                 stale = []
+            if len(docs) >= 4 * batch_size:
+                self.keywords.index(namespace, docs)
+                docs = []
         if stale:
             self.index(stale)
             reindexed += len(stale)
+        if docs:
+            self.keywords.index(namespace, docs)
         orphans = [i for i in indexed if i not in seen]
         self.unindex(namespace, orphans)
-        if keyword_count != len(seen) and reindexed == 0:
-            # keyword index out of step (e.g. a crash between writes): rebuild it
-            memories = list(kv.iter_memories(namespace, page_size=batch_size))
-            self.keywords.index(namespace, [(m.id, m.text) for m in memories])
-            extra = self.keywords.count(namespace) - len(seen)
-            if extra > 0:
-                log.warning("keyword index of %s holds %d unknown documents", namespace, extra)
         if reindexed or orphans:
             self.vectors.flush()
             log.info("reconciled %s: reindexed %d, removed %d", namespace, reindexed, len(orphans))
