@@ -48,16 +48,25 @@ def load(path: Path) -> list[dict[str, Any]]:
 def turns_of(sample: dict[str, Any]) -> list[dict[str, Any]]:
     conv = sample["conversation"]
     out = []
-    for key in sorted((k for k in conv if k.startswith("session_") and not k.endswith("date_time")),
-                      key=lambda k: int(k.split("_")[1])):
+    for key in sorted(
+        (k for k in conv if k.startswith("session_") and not k.endswith("date_time")),
+        key=lambda k: int(k.split("_")[1]),
+    ):
         session = int(key.split("_")[1])
         for index, turn in enumerate(conv[key]):
             text = turn.get("text", "")
             caption = turn.get("blip_caption")
             if caption:
                 text = f"{text} [shared a photo: {caption}]"
-            out.append({"coord": (float(session), float(index)), "dia_id": turn["dia_id"],
-                        "speaker": turn["speaker"], "text": text, "date": conv.get(f"{key}_date_time", "")})
+            out.append(
+                {
+                    "coord": (float(session), float(index)),
+                    "dia_id": turn["dia_id"],
+                    "speaker": turn["speaker"],
+                    "text": text,
+                    "date": conv.get(f"{key}_date_time", ""),
+                }
+            )
     return out
 
 
@@ -104,6 +113,23 @@ class BM25:
         return out
 
 
+def make_rankers(
+    memory: Any, by_coord: dict[Any, str], matrix: np.ndarray, bm25: BM25, dia: list[str]
+) -> dict[str, Callable[[str], list[str]]]:
+    """The three systems, each a function from a question to the top 20 dia_ids."""
+
+    def hybrid(q: str) -> list[str]:
+        return [by_coord[tuple(h["coordinate"])] for h in memory.recall(q, top_k=20)]
+
+    def dense(q: str) -> list[str]:
+        return [dia[i] for i in np.argsort(-(matrix @ memory.embed_text(q)))[:20]]
+
+    def keyword(q: str) -> list[str]:
+        return [dia[i] for i in np.argsort(-bm25.scores(q), kind="stable")[:20]]
+
+    return {"hybrid": hybrid, "dense": dense, "bm25": keyword}
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -137,22 +163,27 @@ def main(argv: list[str] | None = None) -> int:
         turns = turns_of(sample)
         by_coord = {t["coord"]: t["dia_id"] for t in turns}
         started = time.perf_counter()
-        memory.store_memories_bulk([
-            (t["coord"], {"text": t["text"], "speaker": t["speaker"],
-                          "meta": {"dia_id": t["dia_id"], "date": t["date"]}}, "episodic")
-            for t in turns
-        ])
+        memory.store_memories_bulk(
+            [
+                (
+                    t["coord"],
+                    {
+                        "text": t["text"],
+                        "speaker": t["speaker"],
+                        "meta": {"dia_id": t["dia_id"], "date": t["date"]},
+                    },
+                    "episodic",
+                )
+                for t in turns
+            ]
+        )
         timings["store"] += time.perf_counter() - started
         texts = [f"{t['text']}\n{t['speaker']}" for t in turns]
         matrix = memory.backends.embedder.embed(texts)
         bm25 = BM25(texts)
         dia = [t["dia_id"] for t in turns]
         questions = [q for q in sample["qa"] if q.get("category") != 5 and q.get("evidence")]
-        rankers: dict[str, Callable[[str], list[str]]] = {
-            "hybrid": lambda q: [by_coord[tuple(h["coordinate"])] for h in memory.recall(q, top_k=20)],
-            "dense": lambda q: [dia[i] for i in np.argsort(-(matrix @ memory.embed_text(q)))[:20]],
-            "bm25": lambda q: [dia[i] for i in np.argsort(-bm25.scores(q), kind="stable")[:20]],
-        }
+        rankers = make_rankers(memory, by_coord, matrix, bm25, dia)
         for qa in questions:
             evidence = {e.strip() for e in qa["evidence"]}
             n_questions += 1
@@ -175,10 +206,14 @@ def main(argv: list[str] | None = None) -> int:
             rows = per[name][group]
             means = [sum(r[c] for r in rows) / len(rows) for c in columns]
             print(f"{name:8s} " + " ".join(f"{v:9.3f}" for v in means))
-    print("\nmean query latency (ms): " + ", ".join(
-        f"{name} {1000 * timings[name] / max(n_questions, 1):.2f}" for name in systems))
-    overall = {name: {c: sum(r[c] for r in per[name]["all"]) / n_questions for c in ("hit@10", "mrr")}
-               for name in systems}
+    print(
+        "\nmean query latency (ms): "
+        + ", ".join(f"{name} {1000 * timings[name] / max(n_questions, 1):.2f}" for name in systems)
+    )
+    overall = {
+        name: {c: sum(r[c] for r in per[name]["all"]) / n_questions for c in ("hit@10", "mrr")}
+        for name in systems
+    }
     beats = all(overall["hybrid"][c] > overall[b][c] for b in ("dense", "bm25") for c in ("hit@10", "mrr"))
     print(f"hybrid beats both baselines on hit@10 and MRR: {'yes' if beats else 'NO'}")
     return 0

@@ -26,14 +26,50 @@ from typing import Any
 
 os.environ.setdefault("SOMA_FORCE_HASH_EMBEDDINGS", "1")
 
-from somafractalmemory.core import SomaFractalMemoryEnterprise  # noqa: E402
-from somafractalmemory.factory import create_memory_system  # noqa: E402
+from somafractalmemory.core import SomaFractalMemoryEnterprise
+from somafractalmemory.factory import create_memory_system
 
-WORDS = (
-    "memory agent coffee meeting project deadline travel paris budget report email family dinner "
-    "music guitar python database server deploy friend birthday weather garden book movie doctor "
-    "health running marathon school exam lecture kafka postgres redis vector index recall graph"
-).split()
+WORDS = [
+    "memory",
+    "agent",
+    "coffee",
+    "meeting",
+    "project",
+    "deadline",
+    "travel",
+    "paris",
+    "budget",
+    "report",
+    "email",
+    "family",
+    "dinner",
+    "music",
+    "guitar",
+    "python",
+    "database",
+    "server",
+    "deploy",
+    "friend",
+    "birthday",
+    "weather",
+    "garden",
+    "book",
+    "movie",
+    "doctor",
+    "health",
+    "running",
+    "marathon",
+    "school",
+    "exam",
+    "lecture",
+    "kafka",
+    "postgres",
+    "redis",
+    "vector",
+    "index",
+    "recall",
+    "graph",
+]
 GRID = 50  # coordinates are (i % GRID, (i // GRID) % GRID, i // GRID**2)
 
 
@@ -76,10 +112,22 @@ def build(wiring: str, data_dir: str) -> SomaFractalMemoryEnterprise:
     configs: dict[str, tuple[str, dict[str, Any]]] = {
         "test": ("test", {}),
         "development": ("development", {"data_dir": data_dir}),
-        "enterprise-fast": ("development", {"postgres": {"url": pg, "schema": ns}, "redis": {"url": redis,
-                            "prefix": f"{ns}:"}, "vector": {"backend": "fast"}}),
-        "enterprise-qdrant": ("development", {"postgres": {"url": pg, "schema": ns}, "redis": {"url": redis,
-                              "prefix": f"{ns}:"}, "qdrant": {"path": os.path.join(data_dir, "qdrant")}}),
+        "enterprise-fast": (
+            "development",
+            {
+                "postgres": {"url": pg, "schema": ns},
+                "redis": {"url": redis, "prefix": f"{ns}:"},
+                "vector": {"backend": "fast"},
+            },
+        ),
+        "enterprise-qdrant": (
+            "development",
+            {
+                "postgres": {"url": pg, "schema": ns},
+                "redis": {"url": redis, "prefix": f"{ns}:"},
+                "qdrant": {"path": os.path.join(data_dir, "qdrant")},
+            },
+        ),
     }
     mode, config = configs[wiring]
     if "postgres" in config:
@@ -94,7 +142,10 @@ def run(wiring: str, size: int, queries: int) -> None:
     rng = random.Random(size)
     with tempfile.TemporaryDirectory() as tmp:
         memory = build(wiring, tmp)
-        items = [(coord(i), {"text": sentence(rng), "importance": rng.randint(0, 5)}, "episodic") for i in range(size)]
+        items = [
+            (coord(i), {"text": sentence(rng), "importance": rng.randint(0, 5)}, "episodic")
+            for i in range(size)
+        ]
         started = time.perf_counter()
         for start in range(0, size, 1000):
             memory.store_memories_bulk(items[start : start + 1000])
@@ -131,7 +182,9 @@ def minilm_throughput(n: int = 512) -> None:
     embedder.embed(texts[:8])
     started = time.perf_counter()
     embedder.embed(texts)
-    print(f"MiniLM int8 ONNX embedding: {n / (time.perf_counter() - started):,.0f} texts/s (batched, 14 words)")
+    print(
+        f"MiniLM int8 ONNX embedding: {n / (time.perf_counter() - started):,.0f} texts/s (batched, 14 words)"
+    )
 
 
 def main() -> None:

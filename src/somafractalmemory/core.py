@@ -62,16 +62,27 @@ class SomaFractalMemoryEnterprise:
         self.backends.close()
 
     # -- writes -----------------------------------------------------------
-    def store_memory(self, coordinate: Any, payload: Any, memory_type: Any = MemoryType.EPISODIC) -> Memory:
-        return self._store.store(coordinate, payload, memory_type)
+    def store_memory(
+        self,
+        coordinate: Any,
+        payload: Any,
+        memory_type: Any = MemoryType.EPISODIC,
+        wait_indexed: bool | None = None,
+    ) -> Memory:
+        """Store (insert or update) one memory. ``wait_indexed``: where event
+        workers index (evented modes), wait until they have indexed it
+        (default: the ``SOMA_READ_YOUR_WRITES`` setting)."""
+        return self._store.store(coordinate, payload, memory_type, wait_indexed)
 
     def remember(
         self, payload: Any, coordinate: Any = None, memory_type: Any = MemoryType.EPISODIC
     ) -> Memory:
         return self._store.remember(payload, coordinate, memory_type)
 
-    def store_memories_bulk(self, items: Iterable[Any]) -> list[Memory]:
-        return self._store.store_many(parse_bulk_item(item, i) for i, item in enumerate(items))
+    def store_memories_bulk(self, items: Iterable[Any], wait_indexed: bool | None = None) -> list[Memory]:
+        return self._store.store_many(
+            (parse_bulk_item(item, i) for i, item in enumerate(items)), wait_indexed=wait_indexed
+        )
 
     def set_importance(self, coordinate: Any, importance: Any) -> Memory:
         current = self._get(coordinate)

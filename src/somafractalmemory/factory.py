@@ -15,6 +15,7 @@ from typing import Any
 from .adapters.registry import load
 from .core import SomaFractalMemoryEnterprise
 from .errors import BackendUnavailable, ConfigurationError, InvalidInput
+from .eventing.config import KafkaSettings
 from .services.backends import Backends, Options
 from .settings import Settings
 
@@ -214,21 +215,35 @@ def create_backends(
             _fail_fast(vectors, "Qdrant", "QDRANT_URL / QDRANT_HOST")
     elif backend == "fast":
         durable = mode is MemoryMode.DEVELOPMENT and not w.test_wiring
-        path = w.data_dir() / "vectors" if durable else None
+        path = w.vector_cfg.get("path") or (w.data_dir() / "vectors" if durable else None)
         vectors = vector_cls(dim=embedder.dim, path=path, ann_threshold=s.ann_threshold)
     else:
         vectors = vector_cls(dim=embedder.dim)
 
     # events
     events_on = mode is not MemoryMode.TEST and bool(w.event_cfg.get("enabled", s.eventing_enabled))
-    bus = load("events", "memory" if events_on else "null")()
+    # the evented modes: events go to a transactional outbox in PostgreSQL, a
+    # relay publishes them to Kafka and workers do the indexing
+    outbox = events_on and w.enterprise and not w.test_wiring and pg_url is not None
+    if outbox:
+        if KafkaSettings.resolve(_section(config, "kafka"), s) is None:
+            raise ConfigurationError(
+                f"{mode.value} publishes events to Kafka: set KAFKA_BOOTSTRAP_SERVERS "
+                "(or config kafka.bootstrap_servers), or turn events off with EVENTING_ENABLED=false"
+            )
+        bus = load("events", "outbox")(canonical.pool)
+    else:
+        bus = load("events", "memory" if events_on else "null")()
 
     lc = w.lifecycle_cfg
     options = Options(
         max_memory_size=lc.get("max_memory_size", s.max_memory_size),
         decay_enabled=bool(lc.get("decay_enabled", False)),
         decay_fields=dict(lc.get("decay_fields", {})),
-        reconcile_on_start=True,
+        reconcile_on_start=not outbox,  # with an outbox the workers keep the indexes
+        index_synchronously=not outbox,
+        read_your_writes=bool(w.event_cfg.get("read_your_writes", s.read_your_writes)),
+        index_wait_timeout=float(w.event_cfg.get("read_your_writes_timeout", s.read_your_writes_timeout)),
     )
     return Backends(
         kv=kv,

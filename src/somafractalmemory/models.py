@@ -136,7 +136,11 @@ def importance_norm(importance: float) -> float:
 def _check_json(value: Any, path: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise InvalidInput(path, f"nesting deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, (bool, str, int)):
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput(path, "strings must not contain the NUL character")
+        return
+    if value is None or isinstance(value, (bool, int)):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -146,6 +150,8 @@ def _check_json(value: Any, path: str, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInput(path, f"object keys must be strings, got {key!r}")
+            if "\x00" in key:
+                raise InvalidInput(path, "keys must not contain the NUL character")
             if len(key) > MAX_KEY_LENGTH:
                 raise InvalidInput(path, f"key longer than {MAX_KEY_LENGTH} characters")
             _check_json(item, f"{path}.{key}", depth + 1)

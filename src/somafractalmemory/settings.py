@@ -55,7 +55,44 @@ class Settings(BaseSettings):
         description="vectors per namespace above which the fast core uses HNSW",
     )
     kafka_bootstrap_servers: str | None = Field(
-        None, alias="KAFKA_BOOTSTRAP_SERVERS", description="Kafka or Redpanda brokers"
+        None,
+        alias="KAFKA_BOOTSTRAP_SERVERS",
+        description="Kafka or Redpanda brokers (host:port,...); the evented modes need it",
+    )
+    kafka_security_protocol: str | None = Field(
+        None,
+        alias="KAFKA_SECURITY_PROTOCOL",
+        description="PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL (managed Kafka: SASL_SSL)",
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        None, alias="KAFKA_SASL_MECHANISM", description="PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512"
+    )
+    kafka_sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME", description="SASL user name")
+    kafka_sasl_password: str | None = Field(None, alias="KAFKA_SASL_PASSWORD", description="SASL password")
+    kafka_ssl_ca_location: str | None = Field(
+        None, alias="KAFKA_SSL_CA_LOCATION", description="CA certificate file for TLS to the brokers"
+    )
+    kafka_topic: str = Field(
+        "memory.events", alias="KAFKA_TOPIC", description="topic of events; dead letters go to <topic>.dlq"
+    )
+    kafka_topic_partitions: int = Field(
+        6, alias="KAFKA_TOPIC_PARTITIONS", description="partitions when the worker creates the topic"
+    )
+    kafka_session_timeout_ms: int = Field(
+        10_000, alias="KAFKA_SESSION_TIMEOUT_MS", description="consumer group session timeout of workers"
+    )
+    worker_group: str = Field(
+        "soma-indexers", alias="SOMA_WORKER_GROUP", description="consumer group of soma worker"
+    )
+    read_your_writes: bool = Field(
+        False,
+        alias="SOMA_READ_YOUR_WRITES",
+        description="evented modes: a store waits until workers have indexed it",
+    )
+    read_your_writes_timeout: float = Field(
+        10.0,
+        alias="SOMA_READ_YOUR_WRITES_TIMEOUT",
+        description="seconds such a wait may take before the store fails with 503",
     )
     eventing_enabled: bool = Field(
         True, alias="EVENTING_ENABLED", description="publish events of writes (always off in TEST)"

@@ -170,9 +170,11 @@ def test_link_neighbors_and_shortest_path(seeded: TestClient) -> None:
     seeded.post("/link", json={"from_coord": "4,5,6", "to_coord": "7,8,9", "weight": 2.5}).raise_for_status()
 
     out = seeded.get("/neighbors", params={"coord": "1,2,3"}).json()["neighbors"]
-    assert out == [{"coord": [4.0, 5.0, 6.0], "type": "next", "weight": 1.0}]
+    edge = {"type": "next", "weight": 1.0, "from_coord": [1.0, 2.0, 3.0], "to_coord": [4.0, 5.0, 6.0]}
+    assert out == [{"coord": [4.0, 5.0, 6.0], **edge, "metadata": {}, "created_at": out[0]["created_at"]}]
+    assert out[0]["created_at"] > 0
     into = seeded.get("/neighbors", params={"coord": "4,5,6", "direction": "in"}).json()["neighbors"]
-    assert into == [{"coord": [1.0, 2.0, 3.0], "type": "next", "weight": 1.0}]
+    assert into == [{"coord": [1.0, 2.0, 3.0], **edge, "metadata": {}, "created_at": out[0]["created_at"]}]
     both = seeded.get("/neighbors", params={"coord": "4,5,6", "direction": "both"}).json()["neighbors"]
     assert sorted(n["coord"] for n in both) == [[1.0, 2.0, 3.0], [7.0, 8.0, 9.0]]
     typed = seeded.get("/neighbors", params={"coord": "4,5,6", "direction": "both", "link_type": "next"})

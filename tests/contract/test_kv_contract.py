@@ -330,13 +330,11 @@ FILTER_CASES: list[tuple[dict[str, Any], set[str]]] = [
 def test_filter_ids_has_the_semantics_of_matches_filters(
     kv_store: IKeyValueStore, namespace: str, filters: dict[str, Any], expected: set[str]
 ) -> None:
-    by_id = {}
-    for i, (name, payload) in enumerate(FILTER_PAYLOADS.items()):
-        m = mem(namespace, (float(i),), payload)
-        by_id[m.id] = name
-    put(kv_store, *(mem(namespace, (float(i),), p) for i, p in enumerate(FILTER_PAYLOADS.values())))
-    put(kv_store, mem(namespace + "_other", (0.0,), FILTER_PAYLOADS["a"]))
-    assert {by_id[i] for i in kv_store.filter_ids(namespace, filters)} == expected
+    stored = {name: mem(namespace, (float(i),), p) for i, (name, p) in enumerate(FILTER_PAYLOADS.items())}
+    put(kv_store, *stored.values())
+    put(kv_store, mem(namespace + "_other", (0.0,), FILTER_PAYLOADS["a"]))  # never returned
+    name_of = {m.id: name for name, m in stored.items()}
+    assert {name_of[i] for i in kv_store.filter_ids(namespace, filters)} == expected
 
 
 def test_filter_ids_by_memory_type(kv_store: IKeyValueStore, namespace: str) -> None:

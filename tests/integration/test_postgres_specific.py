@@ -300,3 +300,32 @@ def test_filter_ids_agrees_with_matches_filters_on_random_cases(store: PostgresS
         if got != expected:
             mismatches.append((filters, len(expected), len(got)))
     assert mismatches == []
+
+
+def test_keyword_scores_match_the_in_process_bm25(pg_schema: tuple[str, str]) -> None:
+    from somafractalmemory.adapters.memory.keyword import InMemoryKeywordIndex
+    from somafractalmemory.adapters.postgres import PostgresKeywordIndex
+
+    dsn, schema = pg_schema
+    pool = PostgresPool(dsn, schema=schema)
+    migrate(pool)
+    index, reference = PostgresKeywordIndex(pool), InMemoryKeywordIndex()
+    rng = random.Random(7)
+    vocab = [f"word{i}" for i in range(300)]
+    docs = [(f"d{i}", " ".join(rng.choices(vocab, k=rng.randint(3, 40)))) for i in range(2000)]
+    try:
+        for i in range(0, len(docs), 500):
+            index.index(NS, docs[i : i + 500])
+            reference.index(NS, docs[i : i + 500])
+        index.remove(NS, ["d0", "d1"])
+        reference.remove(NS, ["d0", "d1"])
+        assert index.count(NS) == reference.count(NS) == 1998
+        for _ in range(20):
+            query = " ".join(rng.sample(vocab, 3))
+            got, want = index.search(NS, query, 10), reference.search(NS, query, 10)
+            assert [i for i, _ in got][:3] == [i for i, _ in want][:3], query
+            want_scores = dict(reference.search(NS, query, 100))
+            for doc_id, score in got:
+                assert score == pytest.approx(want_scores[doc_id], rel=1e-5)
+    finally:
+        pool.close()

@@ -71,7 +71,11 @@ def test_remember_picks_free_coordinates(mem: SomaFractalMemoryEnterprise) -> No
 def test_bulk_dict_items_and_recall(mem: SomaFractalMemoryEnterprise) -> None:
     mem.store_memories_bulk(
         [
-            {"coordinate": (i, 0), "payload": {"text": f"note number {i} about {topic}"}, "memory_type": "semantic"}
+            {
+                "coordinate": (i, 0),
+                "payload": {"text": f"note number {i} about {topic}"},
+                "memory_type": "semantic",
+            }
             for i, topic in enumerate(["cats", "dogs", "stock markets", "cooking pasta"])
         ]
     )
@@ -114,10 +118,14 @@ def test_delete_removes_everywhere(mem: SomaFractalMemoryEnterprise) -> None:
 
 
 def test_range_query(mem: SomaFractalMemoryEnterprise) -> None:
-    mem.store_memories_bulk([((x, y, 0), {"text": f"{x} {y}"}, "episodic") for x in range(5) for y in range(5)])
+    mem.store_memories_bulk(
+        [((x, y, 0), {"text": f"{x} {y}"}, "episodic") for x in range(5) for y in range(5)]
+    )
     mem.store_memory((1, 1), {"text": "two dims"})
     found = mem.find_by_coordinate_range((1, 1, 0), (2, 3, 0))
-    assert sorted(m.coordinate for m in found) == sorted((float(x), float(y), 0.0) for x in (1, 2) for y in (1, 2, 3))
+    assert sorted(m.coordinate for m in found) == sorted(
+        (float(x), float(y), 0.0) for x in (1, 2) for y in (1, 2, 3)
+    )
     with pytest.raises(InvalidInput):
         mem.find_by_coordinate_range((1, 1), (0, 0))
 

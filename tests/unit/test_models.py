@@ -54,7 +54,19 @@ def test_ids_differ_by_namespace_and_coordinate() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [[], list(range(17)), [float("nan")], [float("inf"), 1], ["a", "b"], "a,b", "", "1,,2", [True, 1], {"x": 1}, None],
+    [
+        [],
+        list(range(17)),
+        [float("nan")],
+        [float("inf"), 1],
+        ["a", "b"],
+        "a,b",
+        "",
+        "1,,2",
+        [True, 1],
+        {"x": 1},
+        None,
+    ],
 )
 def test_bad_coordinates_name_the_field(bad: object) -> None:
     with pytest.raises(InvalidInput) as err:
@@ -100,7 +112,9 @@ def test_memory_type_parse() -> None:
 
 
 def test_indexed_text_rule() -> None:
-    text = indexed_text({"speaker": "Ada", "text": "hello", "fact": "x", "timestamp": 3, "tags": ["t1"], "n": 1})
+    text = indexed_text(
+        {"speaker": "Ada", "text": "hello", "fact": "x", "timestamp": 3, "tags": ["t1"], "n": 1}
+    )
     assert text.split("\n") == ["hello", "x", "Ada", "t1"]
 
 

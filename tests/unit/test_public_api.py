@@ -20,7 +20,13 @@ def test_all_names_exist_and_nothing_else_is_public() -> None:
     exported = set(somafractalmemory.__all__)
     for name in exported:
         assert hasattr(somafractalmemory, name), name
-    assert {"create_memory_system", "MemoryMode", "MemoryType", "SomaFractalMemoryEnterprise", "SFMError"} <= exported
+    assert {
+        "create_memory_system",
+        "MemoryMode",
+        "MemoryType",
+        "SomaFractalMemoryEnterprise",
+        "SFMError",
+    } <= exported
     for name in exported:
         obj = getattr(somafractalmemory, name)
         if isinstance(obj, type) and issubclass(obj, Exception):

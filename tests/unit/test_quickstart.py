@@ -24,7 +24,12 @@ def test_readme_quickstart_runs_verbatim(tmp_path: Path) -> None:
     env["SOMA_DATA_DIR"] = str(tmp_path / ".soma")
     for _ in range(2):  # a second run finds the on-disk Qdrant data of the first
         result = subprocess.run(
-            [sys.executable, "-c", _quickstart()], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", _quickstart()],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert result.returncode == 0, result.stderr
         assert "'task': 'document SFM'" in result.stdout

@@ -45,8 +45,13 @@ def test_recency_half_life() -> None:
 
 @pytest.mark.parametrize(
     "overrides, field",
-    [({"nope": 1}, "weights.nope"), ({"vector": -1}, "weights.vector"), ({"vector": 0, "keyword": 0}, "weights"),
-     ({"graph": 2}, "weights"), ({"keyword": float("nan")}, "weights.keyword")],
+    [
+        ({"nope": 1}, "weights.nope"),
+        ({"vector": -1}, "weights.vector"),
+        ({"vector": 0, "keyword": 0}, "weights"),
+        ({"graph": 2}, "weights"),
+        ({"keyword": float("nan")}, "weights.keyword"),
+    ],
 )
 def test_bad_weights_name_the_field(overrides: dict[str, float], field: str) -> None:
     with pytest.raises(InvalidInput) as err:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -175,3 +177,29 @@ def test_a_file_of_another_schema_version_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(ConfigurationError, match="schema version 99"):
         SQLiteStore(path)
+
+
+CRASH_SCRIPT = """
+import os, sys
+from somafractalmemory.adapters.sqlite import SQLiteStore
+from somafractalmemory.models import Memory, MemoryType, memory_id
+
+def mem(x):
+    coord = (x,)
+    return Memory(memory_id("durable", coord), "durable", coord, {}, MemoryType.EPISODIC, 1.0, 1.0, 1)
+
+store = SQLiteStore(sys.argv[1])
+store.put_many([mem(0.0)], [])
+SQLiteStore._append_history = lambda self, conn, rows: os._exit(3)  # the process dies mid-transaction
+store.put_many([mem(float(i)) for i in range(1, 1000)], [])
+"""
+
+
+def test_a_process_killed_mid_batch_leaves_nothing_of_it(tmp_path: Path) -> None:
+    path = tmp_path / "sfm.db"
+    done = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(path)], capture_output=True, timeout=60)
+    assert done.returncode == 3, done.stderr.decode()
+    store = SQLiteStore(path)
+    assert store.counts(NS)["total"] == 1  # only the batch committed before the crash
+    assert [m.coordinate for m in store.iter_memories(NS)] == [(0.0,)]
+    store.close()

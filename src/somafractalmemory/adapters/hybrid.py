@@ -45,7 +45,7 @@ from typing import Any
 
 from ..errors import InvalidInput
 from ..interfaces.storage import Filters, ICache, IKeyValueStore
-from ..models import Coordinate, HistoryEntry, Memory, MemoryType
+from ..models import Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType
 
 __all__ = ["CachedKeyValueStore", "PostgresRedisHybridStore"]
 
@@ -108,25 +108,37 @@ class CachedKeyValueStore:
         found.update(fresh)
         return {i: found[i] for i in wanted if i in found}
 
-    def put_many(self, memories: Sequence[Memory], history: Sequence[HistoryEntry]) -> None:
+    def put_many(
+        self, memories: Sequence[Memory], history: Sequence[HistoryEntry], events: Sequence[MemoryEvent] = ()
+    ) -> None:
         keys = _keys((m.namespace, m.id) for m in memories)
         self.cache.delete(keys)
         try:
-            self.canonical.put_many(memories, history)
+            self.canonical.put_many(memories, history, events)
         finally:
             self.cache.delete(keys)
         self._set_floors({(m.namespace, m.id): (m.updated_at, m.version) for m in memories})
 
-    def delete_many(self, namespace: str, ids: Sequence[str], history: Sequence[HistoryEntry]) -> list[str]:
+    def delete_many(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        history: Sequence[HistoryEntry],
+        events: Sequence[MemoryEvent] = (),
+    ) -> list[str]:
         keys = _keys((namespace, i) for i in ids)
         self.cache.delete(keys)
         try:
-            deleted = self.canonical.delete_many(namespace, ids, history)
+            deleted = self.canonical.delete_many(namespace, ids, history, events)
         finally:
             self.cache.delete(keys)
         gone: Floor = (time.time(), sys.maxsize)
         self._set_floors({(namespace, i): gone for i in deleted})
         return deleted
+
+    def invalidate(self, namespace: str, ids: Sequence[str]) -> None:
+        """Drop any cached copy of these memories (used by event workers)."""
+        self.cache.delete(_keys((namespace, i) for i in ids))
 
     # -- everything else reads the canonical store ---------------------------
 

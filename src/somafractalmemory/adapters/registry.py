@@ -41,6 +41,10 @@ ADAPTERS: dict[tuple[str, str], Row] = {
     ("ratelimit", "redis"): Row("adapters.redis.ratelimit", "RedisRateLimiter", "redis", "redis"),
     ("events", "null"): Row("adapters.memory.bus", "NullEventBus", None, None),
     ("events", "memory"): Row("adapters.memory.bus", "InProcessEventBus", None, None),
+    ("events", "outbox"): Row("adapters.postgres.outbox", "PostgresOutbox", "postgres", "psycopg"),
+    ("producer", "kafka"): Row("adapters.kafka.producer", "KafkaEventProducer", "kafka", "confluent-kafka"),
+    ("consumer", "kafka"): Row("adapters.kafka.consumer", "KafkaEventConsumer", "kafka", "confluent-kafka"),
+    ("admin", "kafka"): Row("adapters.kafka.admin", "KafkaAdmin", "kafka", "confluent-kafka"),
 }
 
 

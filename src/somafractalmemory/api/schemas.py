@@ -246,7 +246,12 @@ class ScoredResponse(_Model):
 
 class RangeItem(_Model):
     coord: CoordinateOut
-    payload: dict[str, Any]
+    payload: dict[str, Any] = Field(description="the payload, with `coordinate` and `memory_type` added")
+    memory_id: str
+    type: MemoryType
+    version: int
+    created_at: float
+    updated_at: float
 
 
 class RangeResponse(_Model):
@@ -261,6 +266,10 @@ class Neighbor(_Model):
     coord: CoordinateOut = Field(description="the memory at the other end of the edge")
     type: str
     weight: float
+    from_coord: CoordinateOut = Field(description="where the edge starts")
+    to_coord: CoordinateOut = Field(description="where the edge ends")
+    metadata: dict[str, Any]
+    created_at: float
 
 
 class NeighborsResponse(_Model):

@@ -169,13 +169,17 @@ class FastCoreVectorStore:
             cos = np.clip(slab.cosines(query, rows), -1.0, 1.0).tolist()
             return dict(zip(found, cos, strict=True))
 
-    def versions(self, namespace: str) -> dict[str, int]:
+    def versions(self, namespace: str, ids: Sequence[str] | None = None) -> dict[str, int]:
         with self._lock:
             self._check_open()
             space = self._spaces.get(namespace)
             if space is None:
                 return {}
             slab = space.slab
+            if ids is not None:
+                return {
+                    pid: int(slab.versions[row]) for pid in ids if (row := slab.rows.get(pid)) is not None
+                }
             return dict(zip(slab.ids, slab.versions[: slab.size].tolist(), strict=True))
 
     def index_info(self, namespace: str) -> dict[str, Any]:

@@ -23,7 +23,13 @@ __all__ = ["Backends", "Options"]
 class Options:
     """Behaviour switches of the core (plain values; settings live at the edges)."""
 
+    #: False when event workers do the indexing (the evented modes): writes
+    #: return without embedding.
     index_synchronously: bool = True
+    #: With workers indexing: wait, by default, until a stored version is indexed.
+    read_your_writes: bool = False
+    #: Seconds such a wait may take before ``BackendUnavailable``.
+    index_wait_timeout: float = 10.0
     reconcile_on_start: bool = True
     validate_events: bool = True
     recency_half_life_seconds: float = 30 * 86400.0

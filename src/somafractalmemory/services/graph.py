@@ -72,34 +72,21 @@ class GraphService:
             dict(metadata or {}),
             now(),
         )
-        self.b.graph.add_links([link])
-        self.events.linked([link])
+        events = self.events.for_links([link])
+        self.b.graph.add_links([link], self.events.outbox(events))
+        self.events.published(events)
         return link
 
     def unlink(self, frm: Any, to: Any, link_type: Any = None) -> int:
         a = canonical_coordinate(frm, "from_coord")
         b = canonical_coordinate(to, "to_coord")
         kind = _link_type(link_type) if link_type is not None else None
-        removed = self.b.graph.remove_links(
-            self.namespace, memory_id(self.namespace, a), memory_id(self.namespace, b), kind
-        )
+        from_id, to_id = memory_id(self.namespace, a), memory_id(self.namespace, b)
+        gone = Link(self.namespace, from_id, to_id, a, b, kind or "*", 1.0, {}, now())
+        events = self.events.for_links([gone], created=False)
+        removed = self.b.graph.remove_links(self.namespace, from_id, to_id, kind, self.events.outbox(events))
         if removed:
-            self.events.linked(
-                [
-                    Link(
-                        self.namespace,
-                        memory_id(self.namespace, a),
-                        memory_id(self.namespace, b),
-                        a,
-                        b,
-                        kind or "*",
-                        1.0,
-                        {},
-                        now(),
-                    )
-                ],
-                created=False,
-            )
+            self.events.published(events)
         return removed
 
     def neighbors(

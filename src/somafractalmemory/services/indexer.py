@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
+from ..errors import BackendUnavailable
 from ..interfaces.storage import IEmbedder, IKeyValueStore, IKeywordIndex, IVectorStore, VectorPoint
 from ..models import Memory
 
@@ -44,8 +46,38 @@ class Indexer:
                 )
                 for i, m in enumerate(group)
             ]
-            self.vectors.upsert(namespace, points)
+            # keywords first: a vector at a version (what ``wait_indexed`` and
+            # workers check) then implies the keyword document is there too
             self.keywords.index(namespace, [(m.id, texts[i]) for i, m in enumerate(group)])
+            self.vectors.upsert(namespace, points)
+
+    def wait_indexed(self, memories: Sequence[Memory], timeout: float, poll: float = 0.005) -> None:
+        """Block until each memory is indexed at its version or a newer one
+        (by event workers); ``BackendUnavailable`` after ``timeout`` seconds."""
+        wanted: dict[str, dict[str, int]] = {}
+        for m in memories:
+            wanted.setdefault(m.namespace, {})[m.id] = m.version
+        deadline = time.monotonic() + timeout
+        delay = poll
+        while wanted:
+            for namespace, versions in list(wanted.items()):
+                have = self.vectors.versions(namespace, list(versions))
+                done = [i for i, v in versions.items() if have.get(i, 0) >= v]
+                for i in done:
+                    del versions[i]
+                if not versions:
+                    del wanted[namespace]
+            if not wanted:
+                return
+            if time.monotonic() >= deadline:
+                left = sum(len(v) for v in wanted.values())
+                raise BackendUnavailable(
+                    "event workers",
+                    f"{left} stored memories not indexed within {timeout:g}s (the writes are stored)",
+                    "soma worker / SOMA_READ_YOUR_WRITES_TIMEOUT",
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def unindex(self, namespace: str, ids: Sequence[str]) -> None:
         if not ids:

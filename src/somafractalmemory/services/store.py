@@ -115,8 +115,19 @@ class StoreService:
         return list(out.values())
 
     # -- writes -----------------------------------------------------------
-    def store_many(self, items: Iterable[tuple[Any, Any, Any]], prefix: str | None = "items") -> list[Memory]:
-        """Validate everything first, then write the batch: one round trip per store."""
+    def store_many(
+        self,
+        items: Iterable[tuple[Any, Any, Any]],
+        prefix: str | None = "items",
+        wait_indexed: bool | None = None,
+    ) -> list[Memory]:
+        """Validate everything first, then write the batch: one round trip per store.
+
+        When indexing is left to event workers (``Options.index_synchronously``
+        off), ``wait_indexed`` (default: ``Options.read_your_writes``) waits
+        until they have indexed these versions, so a recall right after sees
+        them; ``BackendUnavailable`` if that takes over
+        ``Options.index_wait_timeout`` seconds (the write itself is done)."""
         clean = self._validated(items, prefix)
         if len(clean) > MAX_BULK_ITEMS:
             raise InvalidInput("items", f"at most {MAX_BULK_ITEMS} items per call")
@@ -129,19 +140,30 @@ class StoreService:
             existing = self.b.kv.get_many(self.namespace, ids)
             at = now()
             built = [
-                self._build(c, p, t, existing.get(mid), at, mid) for (c, p, t), mid in zip(clean, ids, strict=True)
+                self._build(c, p, t, existing.get(mid), at, mid)
+                for (c, p, t), mid in zip(clean, ids, strict=True)
             ]
             memories = [m for m, _ in built]
-            self.b.kv.put_many(memories, [h for _, h in built])
+            events = self.events.for_stored(memories)
+            self.b.kv.put_many(memories, [h for _, h in built], self.events.outbox(events))
             if self.b.options.index_synchronously:
                 self.indexer.index(memories)
-        self.events.stored(memories)
+        self.events.published(events)
+        opts = self.b.options
+        if not opts.index_synchronously and (opts.read_your_writes if wait_indexed is None else wait_indexed):
+            self.indexer.wait_indexed(memories, opts.index_wait_timeout)
         for memory in memories:
             self.hooks.fire("after_store", memory=memory)
         return memories
 
-    def store(self, coordinate: Any, payload: Any, memory_type: Any = MemoryType.EPISODIC) -> Memory:
-        return self.store_many([(coordinate, payload, memory_type)], prefix=None)[0]
+    def store(
+        self,
+        coordinate: Any,
+        payload: Any,
+        memory_type: Any = MemoryType.EPISODIC,
+        wait_indexed: bool | None = None,
+    ) -> Memory:
+        return self.store_many([(coordinate, payload, memory_type)], None, wait_indexed)[0]
 
     def free_coordinate(self, payload: Mapping[str, Any]) -> Coordinate:
         """The coordinate ``remember`` picks: three numbers in [0, 1000) from a
@@ -192,11 +214,17 @@ class StoreService:
                 )
                 for m in gone
             ]
-            deleted = set(self.b.kv.delete_many(self.namespace, [m.id for m in gone], history))
+            events = self.events.for_deleted(gone, at)
+            deleted = set(
+                self.b.kv.delete_many(
+                    self.namespace, [m.id for m in gone], history, self.events.outbox(events)
+                )
+            )
             gone = [m for m in gone if m.id in deleted]
             self.b.graph.remove_nodes(self.namespace, [m.id for m in gone])
-            self.indexer.unindex(self.namespace, [m.id for m in gone])
-        self.events.deleted(gone)
+            if self.b.options.index_synchronously:  # else the event workers unindex
+                self.indexer.unindex(self.namespace, [m.id for m in gone])
+        self.events.published(events, deleted)
         for memory in gone:
             self.hooks.fire("after_forget", memory=memory)
         return gone

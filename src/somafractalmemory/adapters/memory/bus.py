@@ -28,6 +28,7 @@ class InProcessEventBus:
     """Synchronous delivery within the process; keeps the last events."""
 
     name = "memory"
+    transactional = False
 
     def __init__(self, keep_last: int = 1000, validator: Callable[[MemoryEvent], None] | None = None) -> None:
         """``validator`` (e.g. the JSON-schema check) is called on every event
@@ -82,6 +83,7 @@ class NullEventBus:
     """Accepts and drops every event; for when eventing is off."""
 
     name = "null"
+    transactional = False
 
     def publish(self, events: Sequence[MemoryEvent]) -> None:
         return None

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from ...errors import InvalidInput
-from ...models import Link
+from ...models import Link, MemoryEvent
 from ._util import clone_link
 
 __all__ = ["InMemoryGraphStore"]
@@ -60,7 +60,7 @@ class InMemoryGraphStore:
         self._seq = itertools.count()
         self._lock = threading.RLock()
 
-    def add_links(self, links: Sequence[Link]) -> None:
+    def add_links(self, links: Sequence[Link], events: Sequence[MemoryEvent] = ()) -> None:
         copies = [clone_link(link) for link in links]
         for link in copies:
             if not link.link_type:
@@ -69,7 +69,14 @@ class InMemoryGraphStore:
             for link in copies:
                 self._graphs.setdefault(link.namespace, _Graph()).add(next(self._seq), link)
 
-    def remove_links(self, namespace: str, from_id: str, to_id: str, link_type: str | None = None) -> int:
+    def remove_links(
+        self,
+        namespace: str,
+        from_id: str,
+        to_id: str,
+        link_type: str | None = None,
+        events: Sequence[MemoryEvent] = (),
+    ) -> int:
         with self._lock:
             graph = self._graphs.get(namespace)
             if graph is None:

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from ...errors import InvalidInput
 from ...interfaces.storage import Filters
-from ...models import MAX_DIMS, Coordinate, HistoryEntry, Memory, MemoryType, matches_filters
+from ...models import MAX_DIMS, Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType, matches_filters
 from ._util import check_box, clone_history, clone_memory, top_n
 
 __all__ = ["InMemoryKeyValueStore"]
@@ -160,7 +160,9 @@ class InMemoryKeyValueStore:
             table = self._tables[namespace] = _Table()
         return table
 
-    def put_many(self, memories: Sequence[Memory], history: Sequence[HistoryEntry]) -> None:
+    def put_many(
+        self, memories: Sequence[Memory], history: Sequence[HistoryEntry], events: Sequence[MemoryEvent] = ()
+    ) -> None:
         # Copy and check first, then apply: nothing can fail half-way.
         new = [clone_memory(m) for m in memories]
         for m in new:
@@ -181,7 +183,13 @@ class InMemoryKeyValueStore:
             found = [table.memories[i] for i in ids if i in table.memories]
         return {m.id: clone_memory(m) for m in found}
 
-    def delete_many(self, namespace: str, ids: Sequence[str], history: Sequence[HistoryEntry]) -> list[str]:
+    def delete_many(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        history: Sequence[HistoryEntry],
+        events: Sequence[MemoryEvent] = (),
+    ) -> list[str]:
         entries = [clone_history(h) for h in history]
         with self._lock:
             table = self._table(namespace)

@@ -119,10 +119,13 @@ class InMemoryVectorStore:
             found = {pid: space[pid].vector for pid in ids if pid in space}
         return {pid: float(np.clip(v.astype(np.float64) @ query, -1.0, 1.0)) for pid, v in found.items()}
 
-    def versions(self, namespace: str) -> dict[str, int]:
+    def versions(self, namespace: str, ids: Sequence[str] | None = None) -> dict[str, int]:
         with self._lock:
             self._check_open()
-            return {pid: e.version for pid, e in self._spaces.get(namespace, {}).items()}
+            space = self._spaces.get(namespace, {})
+            if ids is not None:
+                return {pid: space[pid].version for pid in ids if pid in space}
+            return {pid: e.version for pid, e in space.items()}
 
     def count(self, namespace: str) -> int:
         with self._lock:

@@ -15,7 +15,8 @@ from typing import Any
 from psycopg import sql
 
 from ...errors import InvalidInput
-from ...models import Link
+from ...models import Link, MemoryEvent
+from .outbox import insert_events
 from .pool import PostgresPool
 from .rows import coordinate_text, dumps
 
@@ -63,7 +64,7 @@ class LinkTable:
 
     _pool: PostgresPool
 
-    def add_links(self, links: Sequence[Link]) -> None:
+    def add_links(self, links: Sequence[Link], events: Sequence[MemoryEvent] = ()) -> None:
         merged: dict[tuple[str, str, str, str], Link] = {}
         for link in links:
             if not link.link_type:
@@ -103,16 +104,34 @@ class LinkTable:
             ]
         )
         with self._pool.connection() as conn:
-            conn.execute(_ADD, [rows])
+            if not events:
+                conn.execute(_ADD, [rows])
+                return
+            with conn.transaction():  # the link and its events commit together
+                conn.execute(_ADD, [rows])
+                insert_events(conn, events)
 
-    def remove_links(self, namespace: str, from_id: str, to_id: str, link_type: str | None = None) -> int:
+    def remove_links(
+        self,
+        namespace: str,
+        from_id: str,
+        to_id: str,
+        link_type: str | None = None,
+        events: Sequence[MemoryEvent] = (),
+    ) -> int:
         query = "DELETE FROM links WHERE namespace = %s AND from_id = %s AND to_id = %s"
         params: list[Any] = [namespace, from_id, to_id]
         if link_type is not None:
             query += " AND link_type = %s"
             params.append(link_type)
         with self._pool.connection() as conn:
-            return conn.execute(query.encode(), params).rowcount
+            if not events:
+                return conn.execute(query.encode(), params).rowcount
+            with conn.transaction():
+                removed = conn.execute(query.encode(), params).rowcount
+                if removed:
+                    insert_events(conn, events)
+                return removed
 
     def remove_nodes(self, namespace: str, ids: Sequence[str]) -> int:
         if not ids:

@@ -39,28 +39,24 @@ FROM json_to_recordset(%s::json) AS x(id text, tsv text, doc_len int)
 ON CONFLICT (namespace, id) DO UPDATE SET tsv = EXCLUDED.tsv, doc_len = EXCLUDED.doc_len
 """
 
+# Every document holding a query term matches the OR query, so a term's
+# document frequency is its number of hits: no extra pass per term.
 _SEARCH = """
-WITH q AS (
-    SELECT t.term, t.tq::tsquery AS tq FROM unnest(%(terms)s::text[], %(tqs)s::text[]) AS t(term, tq)
-), stats AS (
+WITH stats AS MATERIALIZED (
     SELECT count(*)::float8 AS n, coalesce(avg(doc_len), 0)::float8 AS avgdl
     FROM keyword_docs WHERE namespace = %(ns)s
-), df AS (
-    SELECT q.term, (SELECT count(*) FROM keyword_docs d
-                    WHERE d.namespace = %(ns)s AND d.tsv @@ q.tq)::float8 AS df
-    FROM q
-), hits AS (
-    SELECT d.id, d.doc_len, cardinality(u.positions)::float8 AS tf, df.df
-    FROM keyword_docs d
-    CROSS JOIN LATERAL unnest(d.tsv) AS u(lexeme, positions, weights)
-    JOIN df ON df.term = u.lexeme
-    WHERE d.namespace = %(ns)s AND d.tsv @@ %(query)s::tsquery
+), hits AS MATERIALIZED (
+    SELECT d.id, d.doc_len::float8 AS doc_len, u.lexeme, cardinality(u.positions)::float8 AS tf
+    FROM keyword_docs d CROSS JOIN LATERAL unnest(d.tsv) AS u(lexeme, positions, weights)
+    WHERE d.namespace = %(ns)s AND d.tsv @@ %(query)s::tsquery AND u.lexeme = ANY(%(terms)s::text[])
+), scored AS (
+    SELECT h.id, h.doc_len, h.tf, count(*) OVER (PARTITION BY h.lexeme)::float8 AS df FROM hits h
 )
 SELECT h.id,
        sum(ln(1 + (s.n - h.df + 0.5) / (h.df + 0.5)) * h.tf * (%(k1)s::float8 + 1)
            / (h.tf + %(k1)s::float8 * (1 - %(b)s::float8
                                          + %(b)s::float8 * h.doc_len / greatest(s.avgdl, 1e-9)))) AS score
-FROM hits h CROSS JOIN stats s
+FROM scored h CROSS JOIN stats s
 GROUP BY h.id
 ORDER BY score DESC, h.id
 LIMIT %(limit)s
@@ -128,7 +124,6 @@ class PostgresKeywordIndex:
         params = {
             "ns": namespace,
             "terms": terms,
-            "tqs": quoted,
             "query": " | ".join(quoted),
             "k1": K1,
             "b": B,

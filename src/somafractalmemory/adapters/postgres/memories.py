@@ -3,9 +3,12 @@
 Every write is one SQL statement (data-modifying CTEs over a JSON array of
 rows, see ``rows.py``), so a batch is one round trip and one transaction: it
 is stored whole or not at all. Batches over ``CHUNK`` memories are sent as
-pipelined statements inside one transaction, still one round trip. Orderings match the in-process adapter: ids
-compare bytewise (``COLLATE "C"``), ties in ``recent``/``important`` go to
-the smaller id, history is ordered by ``changed_at`` then arrival.
+pipelined statements inside one transaction, still one round trip. Rows are
+written in key order, so concurrent batches cannot deadlock.
+
+Orderings match the in-process adapter: ids compare bytewise
+(``COLLATE "C"``), ties in ``recent``/``important`` go to the smaller id,
+history is ordered by ``changed_at`` then arrival.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from psycopg import sql
 
 from ...errors import InvalidInput
 from ...interfaces.storage import Filters
-from ...models import Coordinate, HistoryEntry, Memory, MemoryType
+from ...models import Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType
 from .filters import compile_filters
+from .outbox import insert_events
 from .pool import PostgresPool
 from .rows import Encoder, chunks, history_from_row, memory_from_row
 
@@ -139,7 +143,9 @@ class MemoryTables:
 
     _pool: PostgresPool
 
-    def put_many(self, memories: Sequence[Memory], history: Sequence[HistoryEntry]) -> None:
+    def put_many(
+        self, memories: Sequence[Memory], history: Sequence[HistoryEntry], events: Sequence[MemoryEvent] = ()
+    ) -> None:
         latest: dict[tuple[str, str], Memory] = {}
         for m in memories:  # the last write to an id in a batch wins
             latest[(m.namespace, m.id)] = m
@@ -158,14 +164,16 @@ class MemoryTables:
             }
 
         with self._pool.connection() as conn:
-            if steps == 1:  # one statement: atomic by itself, one round trip
+            if steps == 1 and not events:  # one statement: atomic by itself, one round trip
                 conn.execute(_PUT_SQL, params(0))
                 return
             # A big batch: one transaction of pipelined chunks, so the server
-            # writes chunk k while the next one is being encoded here.
+            # writes chunk k while the next one is being encoded here. The
+            # events join the same transaction (the outbox).
             with conn.pipeline(), conn.transaction():
                 for k in range(steps):
                     conn.execute(_PUT_SQL, params(k))
+                insert_events(conn, events)
 
     def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Memory]:
         if not ids:
@@ -177,7 +185,13 @@ class MemoryTables:
             ).fetchall()
         return {row[1]: memory_from_row(row) for row in rows}
 
-    def delete_many(self, namespace: str, ids: Sequence[str], history: Sequence[HistoryEntry]) -> list[str]:
+    def delete_many(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        history: Sequence[HistoryEntry],
+        events: Sequence[MemoryEvent] = (),
+    ) -> list[str]:
         if not ids and not history:
             return []
         params = {
@@ -186,7 +200,13 @@ class MemoryTables:
             "history": Encoder().history(history),
         }
         with self._pool.connection() as conn:
-            rows = conn.execute(_DELETE_SQL, params).fetchall()
+            if not events:
+                rows = conn.execute(_DELETE_SQL, params).fetchall()
+            else:  # the events of the memories actually deleted join the transaction
+                with conn.transaction():
+                    rows = conn.execute(_DELETE_SQL, params).fetchall()
+                    deleted = {row[0] for row in rows}
+                    insert_events(conn, [e for e in events if e.memory_id in deleted])
         gone = {row[0] for row in rows}
         return [i for i in params["ids"] if i in gone]
 

@@ -33,6 +33,9 @@ Tables (in the pool's schema):
 * ``keyword_docs``: the keyword index: a ``tsvector`` per document built
   from the shared tokenizer's tokens (never re-parsed by a text-search
   configuration), with its length for BM25, and a GIN index.
+* ``outbox``: events committed in the same transaction as their writes
+  (``event`` JSONB, ``key`` = memory id), published by the relay, which sets
+  ``sent_at`` (partial indexes on the unsent and on ``sent_at``).
 
 Ids and namespaces use the ``"C"`` collation, so they order bytewise (as
 Python orders strings) whatever the database's locale. On a managed service
@@ -132,6 +135,21 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             PRIMARY KEY (namespace, id)
         );
         CREATE INDEX keyword_docs_tsv ON keyword_docs USING gin (tsv);
+        """,
+    ),
+    (
+        4,
+        "transactional outbox of events",
+        """
+        CREATE TABLE outbox (
+            id         bigserial   PRIMARY KEY,
+            event      jsonb       NOT NULL,
+            key        text        NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            sent_at    timestamptz
+        );
+        CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL;
+        CREATE INDEX outbox_sent_at ON outbox (sent_at) WHERE sent_at IS NOT NULL;
         """,
     ),
 ]

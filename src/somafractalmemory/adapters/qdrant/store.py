@@ -217,9 +217,20 @@ class QdrantVectorStore:
             )
         return {wanted[str(r.id)]: cosine(query, r.vector) for r in records if str(r.id) in wanted}
 
-    def versions(self, namespace: str) -> dict[str, int]:
+    def versions(self, namespace: str, ids: Sequence[str] | None = None) -> dict[str, int]:
         name = self._collection(namespace)
-        return {} if name is None else {mid: v for mid, v, _ in self._scan(name, [VERSION, MEMORY_ID, PLAIN])}
+        if name is None:
+            return {}
+        if ids is None:
+            return {mid: v for mid, v, _ in self._scan(name, [VERSION, MEMORY_ID, PLAIN])}
+        wanted = {point_id(i): i for i in ids if isinstance(i, str) and i}
+        if not wanted:
+            return {}
+        with self._call("retrieve"):
+            records = self._conn.client.retrieve(name, ids=list(wanted), with_payload=[VERSION])
+        return {
+            wanted[str(r.id)]: int((r.payload or {}).get(VERSION, 1)) for r in records if str(r.id) in wanted
+        }
 
     def count(self, namespace: str) -> int:
         name = self._collection(namespace)

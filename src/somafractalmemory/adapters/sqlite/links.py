@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ...errors import InvalidInput
-from ...models import Link
+from ...models import Link, MemoryEvent
 from .db import Database
 
 __all__ = ["LINKS_SCHEMA", "LinkMethods", "chunks"]
@@ -86,12 +86,19 @@ class LinkMethods:
 
     _db: Database
 
-    def add_links(self, links: Sequence[Link]) -> None:
+    def add_links(self, links: Sequence[Link], events: Sequence[MemoryEvent] = ()) -> None:
         rows = [_row(link) for link in links]
         with self._db.write() as conn:
             conn.executemany(_UPSERT, rows)
 
-    def remove_links(self, namespace: str, from_id: str, to_id: str, link_type: str | None = None) -> int:
+    def remove_links(
+        self,
+        namespace: str,
+        from_id: str,
+        to_id: str,
+        link_type: str | None = None,
+        events: Sequence[MemoryEvent] = (),
+    ) -> int:
         sql = "DELETE FROM links WHERE namespace = ? AND from_id = ? AND to_id = ?"
         params: list[Any] = [namespace, from_id, to_id]
         if link_type is not None:

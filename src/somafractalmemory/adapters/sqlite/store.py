@@ -25,7 +25,7 @@ from typing import Any
 
 from ...errors import InvalidInput
 from ...interfaces.storage import Filters
-from ...models import MAX_DIMS, Coordinate, HistoryEntry, Memory, MemoryType, matches_filters
+from ...models import MAX_DIMS, Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType, matches_filters
 from .db import Database
 from .filters import pushdown
 from .links import LINKS_SCHEMA, LinkMethods, chunks
@@ -195,7 +195,9 @@ class SQLiteStore(LinkMethods):
         """Append history rows inside the caller's transaction."""
         conn.executemany(_ADD_HISTORY, rows)
 
-    def put_many(self, memories: Sequence[Memory], history: Sequence[HistoryEntry]) -> None:
+    def put_many(
+        self, memories: Sequence[Memory], history: Sequence[HistoryEntry], events: Sequence[MemoryEvent] = ()
+    ) -> None:
         rows, known = self._memory_rows(memories)  # built before taking the lock
         history_rows = self._history_rows(history, known)
         with self._db.write() as conn:
@@ -203,7 +205,13 @@ class SQLiteStore(LinkMethods):
                 conn.executemany(_PUT[n], group)
             self._append_history(conn, history_rows)
 
-    def delete_many(self, namespace: str, ids: Sequence[str], history: Sequence[HistoryEntry]) -> list[str]:
+    def delete_many(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        history: Sequence[HistoryEntry],
+        events: Sequence[MemoryEvent] = (),
+    ) -> list[str]:
         wanted = list(dict.fromkeys(ids))
         history_rows = self._history_rows(history, {})
         with self._db.write() as conn:

@@ -51,6 +51,10 @@ async def neighbors(
                     coord=list(ln.from_coord if ln.to_id == me and ln.from_id != me else ln.to_coord),
                     type=ln.link_type,
                     weight=ln.weight,
+                    from_coord=list(ln.from_coord),
+                    to_coord=list(ln.to_coord),
+                    metadata=ln.metadata,
+                    created_at=ln.created_at,
                 )
                 for ln in links
             ]

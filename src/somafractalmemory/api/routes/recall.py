@@ -133,7 +133,16 @@ async def find_range(
     return render(
         RangeResponse(
             memories=[
-                RangeItem(coord=list(m.coordinate), payload=m.public_payload()) for m in memories[:limit]
+                RangeItem(
+                    coord=list(m.coordinate),
+                    payload=m.public_payload(),
+                    memory_id=m.id,
+                    type=m.memory_type,
+                    version=m.version,
+                    created_at=m.created_at,
+                    updated_at=m.updated_at,
+                )
+                for m in memories[:limit]
             ]
         )
     )

@@ -1,0 +1,114 @@
+"""``KafkaEventConsumer`` (``IEventConsumer``): a consumer-group member that
+commits only when told to.
+
+``enable.auto.commit`` is off: the worker commits the offsets of a batch
+after the batch's work is done, so a crash replays at most the batch in
+hand (at-least-once). A group with no committed offset starts from the
+earliest message. Rebalance callbacks run inside ``poll`` (between
+batches), so a revoked partition never has uncommitted finished work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from ...eventing.config import KafkaSettings
+from ...interfaces.messaging import BrokerMessage
+from ._driver import KafkaError, KafkaException, TopicPartition, ck, error_logger, unavailable
+
+__all__ = ["KafkaEventConsumer"]
+log = logging.getLogger("somafractalmemory.kafka")
+
+
+class KafkaEventConsumer:
+    name = "kafka"
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        group: str,
+        topics: Sequence[str] | None = None,
+        *,
+        max_poll_interval_ms: int = 300_000,
+    ) -> None:
+        conf: dict[str, Any] = {
+            **settings.client_config(),
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": settings.session_timeout_ms,
+            "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 4),
+            "max.poll.interval.ms": max_poll_interval_ms,
+            "log_level": 2,
+            "error_cb": error_logger("consumer"),
+        }
+        self._consumer: Any = ck.Consumer(conf)
+        self._assigned = False
+        self._closed = False
+        self._consumer.subscribe(
+            list(topics or [settings.topic]), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        self._assigned = True
+        log.info("assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        log.info("revoked %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+
+    def poll(self, max_messages: int, timeout: float) -> list[BrokerMessage]:
+        try:
+            raw = self._consumer.consume(max(1, max_messages), timeout)
+        except KafkaException as exc:
+            raise unavailable(exc.args[0] if exc.args else exc) from None
+        out: list[BrokerMessage] = []
+        for m in raw:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise unavailable(err)
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer: %s", err.str())
+                continue
+            headers = {k: (v or b"") for k, v in (m.headers() or [])}
+            out.append(BrokerMessage(m.topic(), m.partition(), m.offset(), m.key(), m.value(), headers))
+        return out
+
+    def commit(self, messages: Sequence[BrokerMessage]) -> None:
+        upto: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.topic, m.partition)
+            upto[key] = max(upto.get(key, -1), m.offset + 1)
+        if not upto:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in upto.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            raise unavailable(exc.args[0] if exc.args else exc) from None
+
+    def assigned(self) -> bool:
+        return self._assigned
+
+    def lag(self) -> int:
+        try:
+            assignment = self._consumer.assignment()
+            if not assignment:
+                return 0
+            positions = self._consumer.position(assignment)
+            total = 0
+            for tp in positions:
+                low, high = self._consumer.get_watermark_offsets(tp, timeout=5.0, cached=False)
+                at = tp.offset if tp.offset >= 0 else low
+                total += max(0, high - at)
+            return total
+        except KafkaException as exc:
+            raise unavailable(exc.args[0] if exc.args else exc) from None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._consumer.close()
