@@ -14,6 +14,7 @@ embedder (as the targets specify); MiniLM throughput is printed separately.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import random
@@ -83,8 +84,14 @@ def machine() -> str:
     return f"{platform.platform()} | {cpu} | {os.cpu_count()} cores | Python {platform.python_version()}"
 
 
+#: A Zipf-distributed vocabulary of 5,000 terms (the words above, then synthetic ones),
+#: so term frequencies look like real text rather than a handful of words everywhere.
+VOCABULARY = WORDS + [f"term{i}" for i in range(5000 - len(WORDS))]
+ZIPF = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(VOCABULARY))))
+
+
 def sentence(rng: random.Random, n: int = 12) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n))
+    return " ".join(rng.choices(VOCABULARY, cum_weights=ZIPF, k=n))
 
 
 def coord(i: int) -> tuple[int, int, int]:
@@ -151,7 +158,18 @@ def run(wiring: str, size: int, queries: int) -> None:
             memory.store_memories_bulk(items[start : start + 1000])
         elapsed = time.perf_counter() - started
         qs = [sentence(rng, 5) for _ in range(queries)]
-        memory.recall(qs[0], top_k=10)  # warm-up (e.g. builds the ANN index)
+        memory.recall(qs[0], top_k=10)  # warm-up: starts the ANN index build above the threshold
+        info = getattr(memory.backends.vectors, "index_info", None)
+        build_started = time.perf_counter()
+        while info is not None and info(memory.namespace)["ann_building"]:
+            time.sleep(0.5)
+        if info is not None:
+            state = info(memory.namespace)
+            print(
+                f"  vectors: {state['points']:,d} points, ANN index in use: {state['ann']} "
+                f"(waited {time.perf_counter() - build_started:.1f} s for the build)",
+                flush=True,
+            )
         it = iter(qs * 2)
         recall_ms = timed(lambda: memory.recall(next(it), top_k=10), queries)
         probes = [coord(rng.randrange(size)) for _ in range(queries)]
@@ -176,6 +194,7 @@ def run(wiring: str, size: int, queries: int) -> None:
 def minilm_throughput(n: int = 512) -> None:
     from somafractalmemory.embeddings.registry import create_embedder
 
+    os.environ.pop("SOMA_FORCE_HASH_EMBEDDINGS", None)
     rng = random.Random(7)
     texts = [sentence(rng, 14) for _ in range(n)]
     embedder = create_embedder("minilm")

@@ -26,6 +26,7 @@ or one-character token.
 
 from __future__ import annotations
 
+import functools
 import re
 from functools import lru_cache
 
@@ -155,11 +156,15 @@ def stem(word: str) -> str:
     return word
 
 
+@functools.lru_cache(maxsize=131_072)
+def _term(word: str) -> str | None:
+    """The index term of one case-folded word, or None if it is not indexed."""
+    if len(word) < 2 or word in STOPWORDS:
+        return None
+    return stem(word)
+
+
 def tokenize(text: str) -> list[str]:
     """The index terms of ``text``, in order of appearance (duplicates kept)."""
-    out: list[str] = []
-    for word in _WORD.findall(text.casefold()):
-        if len(word) < 2 or word in STOPWORDS:
-            continue
-        out.append(stem(word))
-    return out
+    terms = map(_term, _WORD.findall(text.casefold()))
+    return [t for t in terms if t is not None]

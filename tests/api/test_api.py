@@ -77,7 +77,8 @@ def test_store_bulk_then_range(client: TestClient) -> None:
     assert response.json() == {"stored": 11}
     inside = client.get("/range", params={"min": "2,2,2", "max": "4,4,4"}).json()["memories"]
     assert sorted(m["coord"] for m in inside) == [[2.0, 2.0, 2.0], [3.0, 3.0, 3.0], [4.0, 4.0, 4.0]]
-    assert set(inside[0]) == {"coord", "payload"}
+    assert set(inside[0]) == {"coord", "payload", "memory_id", "type", "version", "created_at", "updated_at"}
+    assert inside[0]["payload"]["text"].startswith("item ") and inside[0]["version"] == 1
     semantic = client.get("/range", params={"min": "0,0,0", "max": "99,99,99", "type": "semantic"}).json()
     assert [m["coord"] for m in semantic["memories"]] == [[20.0, 20.0, 20.0]]
     limited = client.get("/range", params={"min": "0,0,0", "max": "99,99,99", "limit": 2}).json()

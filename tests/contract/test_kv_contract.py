@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -424,3 +425,85 @@ def test_empty_batches_are_no_ops(kv_store: IKeyValueStore, namespace: str) -> N
 def test_close_may_be_called_twice(kv_store: IKeyValueStore) -> None:
     kv_store.close()
     kv_store.close()
+
+
+# -- the change feed -------------------------------------------------------------------
+
+
+def settled(kv: IKeyValueStore, start: int, count: int) -> int:
+    """``change_seq()`` once ``count`` changes after ``start`` are visible.
+    PostgreSQL shows a write only after every older writing transaction in
+    the cluster has ended (another session may hold one open for a moment)."""
+    deadline = time.monotonic() + 30
+    while len(kv.changes_since(start, 10_000)[1]) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return kv.change_seq()
+
+
+def feed(kv: IKeyValueStore, seq: int, limit: int = 1000) -> tuple[int, list[tuple[str, str, int, str]]]:
+    cursor, changes = kv.changes_since(seq, limit)
+    return cursor, [(c.namespace, c.memory_id, c.version, c.action) for c in changes]
+
+
+def test_change_feed_reports_every_write_in_commit_order(kv_store: IKeyValueStore, namespace: str) -> None:
+    start = kv_store.change_seq()
+    a, b = mem(namespace, (1.0,)), mem(namespace, (2.0,))
+    put(kv_store, a)
+    put(kv_store, b)
+    put(kv_store, mem(namespace, (1.0,), {"text": "a2"}, version=2))
+    assert kv_store.delete_many(namespace, [b.id, "absent"], [record(b, "deleted", 2000.0)]) == [b.id]
+    head = settled(kv_store, start, 4)
+    cursor, changes = feed(kv_store, start)
+    assert changes == [
+        (namespace, a.id, 1, "created"),
+        (namespace, b.id, 1, "created"),
+        (namespace, a.id, 2, "updated"),
+        (namespace, b.id, 1, "deleted"),
+    ]
+    assert cursor == head > start
+    assert feed(kv_store, cursor) == (cursor, [])
+
+
+def test_change_seq_moves_only_with_writes(kv_store: IKeyValueStore, namespace: str) -> None:
+    before = kv_store.change_seq()
+    kv_store.get_many(namespace, ["x"])
+    kv_store.delete_many(namespace, ["absent"], [])
+    list(kv_store.iter_memories(namespace))
+    assert kv_store.change_seq() == before
+    put(kv_store, mem(namespace, (1.0,)))
+    middle = settled(kv_store, before, 1)
+    assert middle > before
+    put(kv_store, mem(namespace, (2.0,)))
+    assert settled(kv_store, before, 2) > middle
+
+
+def test_changes_since_pages_without_losing_or_repeating(kv_store: IKeyValueStore, namespace: str) -> None:
+    start = kv_store.change_seq()
+    written = [mem(namespace, (float(i),)) for i in range(7)]
+    for m in written:
+        put(kv_store, m)
+    head = settled(kv_store, start, 7)
+    seen: list[str] = []
+    cursor = start
+    for _ in range(20):
+        cursor, changes = feed(kv_store, cursor, limit=3)
+        if not changes:
+            break
+        assert len(changes) <= 3
+        seen += [mid for _, mid, _, _ in changes]
+    assert seen == [m.id for m in written]
+    assert cursor == head
+
+
+def test_change_feed_records_writes_without_history(kv_store: IKeyValueStore, namespace: str) -> None:
+    start = kv_store.change_seq()
+    m = mem(namespace, (5.0,), version=4)
+    kv_store.put_many([m], [])  # an import may bring memories without history entries
+    settled(kv_store, start, 1)
+    assert feed(kv_store, start)[1] == [(namespace, m.id, 4, "created")]
+
+
+def test_change_feed_id_is_stable(kv_store: IKeyValueStore) -> None:
+    first = kv_store.change_feed_id()
+    assert isinstance(first, str) and first
+    assert kv_store.change_feed_id() == first

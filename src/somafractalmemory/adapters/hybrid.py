@@ -44,7 +44,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import InvalidInput
-from ..interfaces.storage import Filters, ICache, IKeyValueStore
+from ..interfaces.storage import Change, Filters, ICache, IKeyValueStore
 from ..models import Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType
 
 __all__ = ["CachedKeyValueStore", "PostgresRedisHybridStore"]
@@ -174,6 +174,15 @@ class CachedKeyValueStore:
 
     def namespaces(self) -> list[str]:
         return self.canonical.namespaces()
+
+    def change_feed_id(self) -> str:
+        return self.canonical.change_feed_id()
+
+    def change_seq(self) -> int:
+        return self.canonical.change_seq()
+
+    def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[Change]]:
+        return self.canonical.changes_since(seq, limit)
 
     def health(self) -> None:
         """The canonical store's health: without the cache the store still works."""

@@ -1,15 +1,16 @@
-"""Namespace-wide commands: stats, health, decay, consolidate, reindex."""
+"""Namespace-wide commands: stats, health, metrics, decay, consolidate, reindex."""
 
 from __future__ import annotations
 
 import click
 
 from . import render
-from .context import State, pass_state
+from .context import State, pass_state, remote
 
 __all__ = ["COMMANDS"]
 
 
+@remote
 @click.command()
 @pass_state
 def stats(state: State) -> None:
@@ -17,21 +18,61 @@ def stats(state: State) -> None:
     render.mapping(state.json_output, state.memory.memory_stats())
 
 
+@remote
 @click.command()
+@click.option(
+    "--ready",
+    "probe",
+    flag_value="ready",
+    default=None,
+    help="only whether every backend answers (the server's /readyz); exit 3 if not.",
+)
+@click.option(
+    "--live",
+    "probe",
+    flag_value="live",
+    help="only whether the server answers (its /healthz); needs --url.",
+)
 @pass_state
-def health(state: State) -> None:
+def health(state: State, probe: str | None) -> None:
     """Check every backend; exit 3 if any is unavailable."""
+    if probe == "live":
+        render.mapping(state.json_output, state.server("soma health --live").live().model_dump())
+        return
+    if probe == "ready":
+        if state.is_remote:
+            answer = state.server().ready()
+            ready, backends = answer.ready, answer.backends
+        else:  # the server's rule, on the local backends
+            backends = {port: bool(e.get("ok")) for port, e in state.memory.health_check().items()}
+            ready = all(backends.values())
+        render.readiness(state.json_output, ready, backends)
+        if not ready:
+            raise click.exceptions.Exit(3)
+        return
     report = state.memory.health_check()
     render.health(state.json_output, report)
     if not all(entry.get("ok") for entry in report.values()):
         raise click.exceptions.Exit(3)
 
 
+@remote
+@click.command()
+@pass_state
+def metrics(state: State) -> None:
+    """Print the server's Prometheus metrics (needs --url)."""
+    text = state.server("soma metrics").metrics()
+    if state.json_output:
+        render.emit_json({"metrics": text})
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
 @click.command()
 @pass_state
 def decay(state: State) -> None:
     """Apply the lifecycle policies once (TTL expiry, decay, size pruning)."""
-    render.mapping(state.json_output, state.memory.run_decay_once())
+    render.mapping(state.json_output, state.core.run_decay_once())
 
 
 @click.command()
@@ -45,7 +86,7 @@ def decay(state: State) -> None:
 @pass_state
 def consolidate(state: State, window: float) -> None:
     """Summarise recent episodic memories into linked semantic ones."""
-    created = state.memory.consolidate_memories(window)
+    created = state.core.consolidate_memories(window)
     if not state.json_output:
         click.echo(f"created {len(created)} semantic memor{'y' if len(created) == 1 else 'ies'}")
     render.memories(state.json_output, created)
@@ -63,11 +104,11 @@ def consolidate(state: State, window: float) -> None:
 @pass_state
 def reindex(state: State, batch_size: int, no_progress: bool) -> None:
     """Re-embed every memory of the namespace with the current embedder."""
-    memory = state.memory
+    memory = state.core
     total = memory.memory_stats()["total_memories"] if render.wants_progress(no_progress) else 0
     with render.progress(not no_progress, int(total), "reindexing") as advance:
         result = memory.reindex(batch_size, advance)
     render.mapping(state.json_output, result)
 
 
-COMMANDS: list[click.Command] = [stats, health, decay, consolidate, reindex]
+COMMANDS: list[click.Command] = [stats, health, metrics, decay, consolidate, reindex]

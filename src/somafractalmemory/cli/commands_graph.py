@@ -6,11 +6,12 @@ import click
 
 from ..errors import NotFound
 from . import render
-from .context import COORD_ARGS, State, load_json_arg, pass_state
+from .context import COORD_ARGS, State, load_json_arg, pass_state, remote
 
 __all__ = ["COMMANDS"]
 
 
+@remote
 @click.command(context_settings=COORD_ARGS)
 @click.argument("from_coord", metavar="FROM")
 @click.argument("to_coord", metavar="TO")
@@ -33,6 +34,7 @@ def link(
         )
 
 
+@remote
 @click.command(context_settings=COORD_ARGS)
 @click.argument("coord")
 @click.option("--link-type", default=None, help="only links of this type.")
@@ -45,6 +47,7 @@ def neighbors(state: State, coord: str, link_type: str | None, limit: int | None
     render.links(state.json_output, found)
 
 
+@remote
 @click.command(context_settings=COORD_ARGS)
 @click.argument("from_coord", metavar="FROM")
 @click.argument("to_coord", metavar="TO")

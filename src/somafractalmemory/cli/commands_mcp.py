@@ -52,7 +52,7 @@ def mcp_command(state: State, transport: str, host: str, port: int) -> None:
     """Serve the namespace to AI agents as MCP tools (store, recall, link, ...)."""
     from ..mcp import build_server  # the [mcp] extra; imported here so `soma --help` works without it
 
-    server = build_server(state.memory)
+    server = build_server(state.core)
     if transport == "stdio":
         # a blocked read of stdin cannot be interrupted, so Ctrl-C would wait for the next line:
         # let SIGINT end the process at once, as SIGTERM does

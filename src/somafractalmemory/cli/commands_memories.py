@@ -12,13 +12,14 @@ import click
 from ..errors import NotFound
 from ..models import canonical_coordinate
 from . import render
-from .context import COORD_ARGS, State, load_json_arg, pass_state
+from .context import COORD_ARGS, State, load_json_arg, pass_state, remote
 
 __all__ = ["COMMANDS"]
 
 TYPE_HELP = "memory type: episodic or semantic."
 
 
+@remote
 @click.command(context_settings=COORD_ARGS)
 @click.argument("coord")
 @click.argument("payload")
@@ -30,6 +31,7 @@ def store(state: State, coord: str, payload: str, memory_type: str) -> None:
     render.memory(state.json_output, mem, "stored")
 
 
+@remote
 @click.command()
 @click.argument("payload")
 @click.option("--coord", default=None, help="coordinate to use; by default the service picks a free one.")
@@ -41,6 +43,7 @@ def remember(state: State, payload: str, coord: str | None, memory_type: str) ->
     render.memory(state.json_output, mem, "remembered")
 
 
+@remote
 @click.command(context_settings=COORD_ARGS)
 @click.argument("coord")
 @pass_state
@@ -48,10 +51,11 @@ def get(state: State, coord: str) -> None:
     """Show the memory at COORD (exit 1 if there is none)."""
     mem = state.memory.get_memory(coord)
     if mem is None:
-        raise NotFound(f"no memory at {coord} in namespace {state.namespace!r}")
+        raise NotFound(f"no memory at {coord} in namespace {state.memory.namespace!r}")
     render.memory(state.json_output, mem)
 
 
+@remote
 @click.command(context_settings=COORD_ARGS)
 @click.argument("coord")
 @pass_state
@@ -59,10 +63,11 @@ def history(state: State, coord: str) -> None:
     """List the recorded versions of the memory at COORD (exit 1 if it never existed)."""
     entries = state.memory.get_versions(coord)
     if not entries:
-        raise NotFound(f"no history at {coord} in namespace {state.namespace!r}")
+        raise NotFound(f"no history at {coord} in namespace {state.memory.namespace!r}")
     render.history(state.json_output, entries)
 
 
+@remote
 @click.command(context_settings=COORD_ARGS)
 @click.argument("coords", nargs=-1, required=True)
 @pass_state
@@ -78,6 +83,7 @@ def delete(state: State, coords: tuple[str, ...]) -> None:
         raise NotFound(f"{requested - deleted} of the coordinates held no memory")
 
 
+@remote
 @click.command("range")
 @click.option("--min", "min_coord", required=True, help='lower corner, e.g. "0,0,0" (inclusive).')
 @click.option("--max", "max_coord", required=True, help='upper corner, e.g. "5,5,5" (inclusive).')

@@ -12,7 +12,7 @@ import click
 
 from ..errors import InvalidInput
 from . import render
-from .context import State, pass_state
+from .context import State, pass_state, remote
 
 __all__ = ["COMMANDS"]
 
@@ -55,6 +55,7 @@ def _bulk_items(text: str) -> list[Any]:
     return items
 
 
+@remote
 @click.command("store-bulk")
 @click.argument("source", type=SOURCE)
 @click.option(
@@ -83,11 +84,14 @@ def store_bulk(state: State, source: str, batch_size: int, no_progress: bool) ->
                 raise InvalidInput(_shift(exc.field, start), exc.message) from None
             advance(len(chunk))
     if state.json_output:
-        render.emit_json({"stored": stored, "items": len(items), "namespace": state.namespace})
+        render.emit_json({"stored": stored, "items": len(items), "namespace": state.memory.namespace})
     else:
-        click.echo(f"stored {stored} memories from {len(items)} items in namespace {state.namespace!r}")
+        click.echo(
+            f"stored {stored} memories from {len(items)} items in namespace {state.memory.namespace!r}"
+        )
 
 
+@remote
 @click.command("export")
 @click.argument("target", type=TARGET)
 @pass_state
@@ -96,13 +100,14 @@ def export(state: State, target: str) -> None:
     lines = state.memory.export_memories(sys.stdout if target == "-" else target)
     if target == "-":
         sys.stdout.flush()
-        click.echo(f"exported {lines} lines from namespace {state.namespace!r}", err=True)
+        click.echo(f"exported {lines} lines from namespace {state.memory.namespace!r}", err=True)
     elif state.json_output:
-        render.emit_json({"lines": lines, "path": target, "namespace": state.namespace})
+        render.emit_json({"lines": lines, "path": target, "namespace": state.memory.namespace})
     else:
-        click.echo(f"exported {lines} lines from namespace {state.namespace!r} to {target}")
+        click.echo(f"exported {lines} lines from namespace {state.memory.namespace!r} to {target}")
 
 
+@remote
 @click.command("import")
 @click.argument("source", type=SOURCE)
 @click.option("--no-progress", is_flag=True, help="never show the progress bar.")
@@ -113,11 +118,11 @@ def import_(state: State, source: str, no_progress: bool) -> None:
     with render.progress(not no_progress, text.count("\n") or 1, "importing") as advance:
         counts = state.memory.import_memories(io.StringIO(text), advance)
     if state.json_output:
-        render.emit_json({**counts, "namespace": state.namespace})
+        render.emit_json({**counts, "namespace": state.memory.namespace})
     else:
         click.echo(
             f"imported {counts['memories']} memories, {counts['history']} history entries and "
-            f"{counts['links']} links into namespace {state.namespace!r}"
+            f"{counts['links']} links into namespace {state.memory.namespace!r}"
         )
 
 

@@ -3,13 +3,18 @@
 Every command is a thin shell: it parses its arguments, makes one call on the
 memory system (``SomaFractalMemoryEnterprise``) and renders the result
 (``render``). The memory system is built once per invocation, on first use,
-and closed when the command ends.
+and closed when the command ends. With ``--url`` (``SOMA_URL``) the same
+commands act on a server instead, through the HTTP API (``cli.remote``):
+same output, same exit codes. Commands that only make sense locally (not
+marked ``@remote``) then exit 2 at once.
 
 Adding commands
 ---------------
 Write a module ``somafractalmemory/cli/commands_<concern>.py`` that defines
 click commands (use ``@pass_state`` from ``cli.context`` to receive the
-``State``; ``state.memory`` is the memory system) and lists them in a
+``State``; ``state.memory`` is the memory system, local or remote;
+``state.core`` the local one, for local-only commands; mark a command
+``@remote`` when it runs on a server too) and lists them in a
 module-level ``COMMANDS: list[click.Command]``; then add the module's dotted
 name to ``COMMAND_MODULES`` below and document every command and option in
 ``docs/CLI.md`` (a test checks). Import heavy optional dependencies inside
@@ -18,8 +23,9 @@ the command function, so ``soma --help`` stays fast and works without them.
 Exit codes
 ----------
 ``EXIT_CODES`` maps exception *types* to exit codes (first match wins):
-0 ok, 1 not found, 2 usage or invalid input, 3 backend unavailable or
-configuration error, 4 conflict (141 when the reader of stdout goes away).
+0 ok, 1 not found, 2 usage or invalid input, 3 backend or server
+unavailable, configuration error or rate limited, 4 conflict, 5 API key
+missing, unknown or not allowed (141 when the reader of stdout goes away).
 Errors are printed as ``error: <message>`` on stderr, never as a traceback.
 """
 
@@ -33,9 +39,19 @@ from typing import Any
 
 import click
 
-from ..errors import BackendUnavailable, ConfigurationError, Conflict, InvalidInput, NotFound, SFMError
+from ..errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    SFMError,
+    Unauthorized,
+)
 from . import render
-from .context import State, parse_config
+from .context import State, parse_config, runs_remotely
 
 __all__ = ["COMMAND_MODULES", "EXIT_CODES", "cli", "exit_code", "main", "register"]
 
@@ -48,6 +64,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "somafractalmemory.cli.commands_admin",
     "somafractalmemory.cli.commands_serve",
     "somafractalmemory.cli.commands_mcp",
+    "somafractalmemory.cli.commands_worker",
+    "somafractalmemory.cli.commands_doctor",
 )
 
 #: Exception type -> exit code; the first matching row wins.
@@ -58,9 +76,14 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (OSError, 2),  # a path that cannot be read or written
     (BackendUnavailable, 3),
     (ConfigurationError, 3),
+    (RateLimited, 3),  # the server refuses for now: retry later
     (Conflict, 4),
+    (Unauthorized, 5),
+    (Forbidden, 5),
     (SFMError, 1),
 )
+#: Global options that choose local backends, so make no sense with ``--url``.
+LOCAL_OPTIONS = ("mode", "config", "data_dir")
 
 
 def exit_code(exc: BaseException) -> int:
@@ -73,11 +96,37 @@ def exit_code(exc: BaseException) -> int:
 def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, BackendUnavailable) and exc.setting == "base_url":  # the server at --url
+        return str(BackendUnavailable(exc.service, exc.detail, "--url or SOMA_URL"))
+    if isinstance(exc, Unauthorized):
+        return f"{exc} (check --api-key or SOMA_API_KEY)"
     return str(exc)
+
+
+def _check_remote(ctx: click.Context, name: str | None, command: click.Command | None) -> None:
+    """With ``--url``: refuse local-only commands and options (exit 2)."""
+    if command is not None and not runs_remotely(command):
+        raise InvalidInput(
+            "--url",
+            f"soma {name} needs local mode (it runs on the backends directly); drop --url and SOMA_URL",
+        )
+    for option in LOCAL_OPTIONS:
+        if ctx.get_parameter_source(option) is click.core.ParameterSource.COMMANDLINE:
+            flag = "--" + option.replace("_", "-")
+            raise InvalidInput(flag, "chooses local backends; the server at --url uses its own settings")
 
 
 class SomaGroup(click.Group):
     """Runs a command, closes the memory system, and maps errors to exit codes."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        asks_help = any(arg in ctx.help_option_names for arg in rest)
+        if (ctx.params.get("url") or "").strip() and not asks_help:
+            _check_remote(ctx, name, command)
+        return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -115,14 +164,42 @@ class SomaGroup(click.Group):
 @click.option("--config", "config", default=None, help="config as inline JSON or a JSON file path.")
 @click.option("--data-dir", default=None, help="where DEVELOPMENT keeps its files (env SOMA_DATA_DIR).")
 @click.option("--json", "json_output", is_flag=True, help="print one JSON document on stdout.")
+@click.option(
+    "--url",
+    envvar="SOMA_URL",
+    default=None,
+    metavar="URL",
+    help="act on the Soma server at URL (http://HOST:PORT) instead of local backends (env SOMA_URL).",
+)
+@click.option(
+    "--api-key",
+    envvar="SOMA_API_KEY",
+    default=None,
+    help="API key sent to the server with --url (env SOMA_API_KEY).",
+)
 @click.version_option(package_name="somafractalmemory", prog_name="soma")
 @click.pass_context
 def cli(
-    ctx: click.Context, mode: str, namespace: str, config: str | None, data_dir: str | None, json_output: bool
+    ctx: click.Context,
+    mode: str,
+    namespace: str,
+    config: str | None,
+    data_dir: str | None,
+    json_output: bool,
+    url: str | None,
+    api_key: str | None,
 ) -> None:
     """Soma Fractal Memory: store, recall, link and locate memories of AI agents."""
+    url = (url or "").strip() or None
+    source = ctx.get_parameter_source("namespace")
     ctx.obj = State(
-        mode=mode, namespace=namespace, config=parse_config(config, data_dir), json_output=json_output
+        mode=mode,
+        namespace=namespace,
+        config=parse_config(config, data_dir),
+        json_output=json_output,
+        url=url,
+        api_key=api_key or None,
+        namespace_given=source is not None and source is not click.core.ParameterSource.DEFAULT,
     )
 
 

@@ -18,6 +18,7 @@ import click
 from ..models import Coordinate, HistoryEntry, Link, Memory, RecallHit, indexed_text
 
 __all__ = [
+    "batches",
     "coord_text",
     "emit_json",
     "error",
@@ -31,6 +32,7 @@ __all__ = [
     "path",
     "payloads",
     "progress",
+    "readiness",
     "table",
     "wants_progress",
 ]
@@ -126,6 +128,18 @@ def payloads(as_json: bool, items: Sequence[Mapping[str, Any]]) -> None:
     )
 
 
+def batches(as_json: bool, queries: Sequence[str], results: Sequence[Sequence[Mapping[str, Any]]]) -> None:
+    """One recall per query: ``[{"query", "matches": [payload]}]``, or a titled table per query."""
+    if as_json:
+        emit_json([{"query": q, "matches": list(r)} for q, r in zip(queries, results, strict=True)])
+        return
+    for i, (query, found) in enumerate(zip(queries, results, strict=True)):
+        if i:
+            click.echo()
+        click.echo(f"query: {query}")
+        payloads(False, found)
+
+
 def hits(as_json: bool, items: Sequence[RecallHit]) -> None:
     if as_json:
         emit_json([h.to_dict() for h in items])
@@ -215,6 +229,14 @@ def health(as_json: bool, report: Mapping[str, Mapping[str, Any]]) -> None:
             for port, e in report.items()
         ],
     )
+
+
+def readiness(as_json: bool, ready: bool, backends: Mapping[str, bool]) -> None:
+    if as_json:
+        emit_json({"ready": ready, "backends": dict(backends)})
+        return
+    click.echo("ready" if ready else "not ready")
+    table(["port", "status"], [(port, "ok" if ok else "FAIL") for port, ok in backends.items()])
 
 
 def wants_progress(no_progress: bool) -> bool:

@@ -21,11 +21,12 @@ from ..adapters.hybrid import CachedKeyValueStore
 from ..adapters.registry import load
 from ..errors import ConfigurationError
 from ..interfaces.messaging import IOutbox
+from ..interfaces.storage import IKeyValueStore
 from ..services.backends import Backends
 from ..services.indexer import Indexer
 from ..settings import Settings
 from .config import KafkaSettings
-from .handler import IndexingHandler
+from .handler import IndexingHandler, Invalidate
 from .metrics import PipelineMetrics
 from .relay import OutboxRelay
 from .worker import EventWorker, WorkerOptions
@@ -60,9 +61,11 @@ class WorkerRuntime:
         self.config = config
         self.metrics = metrics or PipelineMetrics()
         load("admin", "kafka")(kafka).ensure_topics()
-        kv, invalidate = backends.kv, None
-        if isinstance(kv, CachedKeyValueStore):  # read the truth; drop cached copies of deleted memories
-            kv, invalidate = kv.canonical, kv.invalidate
+        kv: IKeyValueStore = backends.kv
+        invalidate: Invalidate | None = None
+        cached = backends.kv
+        if isinstance(cached, CachedKeyValueStore):  # read the truth; drop cached copies of deleted memories
+            kv, invalidate = cached.canonical, cached.invalidate
         indexer = Indexer(backends.embedder, backends.vectors, backends.keywords)
         handler = IndexingHandler(kv, indexer, backends.vectors, invalidate)
         self.relay: OutboxRelay | None = None

@@ -24,6 +24,7 @@ What it promises (docs/EVENTS.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -249,7 +250,5 @@ class EventWorker:
         now = time.monotonic()
         if force or now - self._lag_at >= self.options.lag_interval:
             self._lag_at = now
-            try:
+            with contextlib.suppress(BackendUnavailable):
                 self.metrics.lag.set(self.consumer.lag())
-            except BackendUnavailable:
-                pass

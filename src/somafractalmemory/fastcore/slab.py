@@ -51,6 +51,22 @@ def normalise(vector: Any, dim: int, field: str = "vector") -> F32:
     return (wide / norm).astype(np.float32) if norm > 0 else np.zeros(dim, dtype=np.float32)
 
 
+def _normalise_batch(rows: Sequence[Any], dim: int) -> F32 | None:
+    """All rows normalised at once, or None when any row is malformed (the
+    caller then checks row by row, so the error names the point)."""
+    if not rows or not all(isinstance(r, np.ndarray) and r.shape == (dim,) for r in rows):
+        return None
+    wide = np.stack(rows).astype(np.float64)
+    if not np.all(np.isfinite(wide)):
+        return None
+    norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+    out = np.zeros_like(wide)
+    nonzero = norms > 0
+    out[nonzero] = wide[nonzero] / norms[nonzero, None]
+    result: F32 = out.astype(np.float32)
+    return result
+
+
 def _check_id(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{where}.id", "must be a non-empty string")
@@ -79,12 +95,14 @@ def prepare_points(
         _check_id(point.id, f"points[{i}]")
     latest = {point.id: i for i, point in enumerate(points)}
     order = sorted(latest.values())
-    vectors = np.empty((len(order), dim), dtype=np.float32)
+    batch = _normalise_batch([points[i].vector for i in order], dim)
+    vectors = batch if batch is not None else np.empty((len(order), dim), dtype=np.float32)
     importance = np.empty(len(order), dtype=np.float32)
     types, versions, payloads = [], [], []
     for j, i in enumerate(order):
         point, where = points[i], f"points[{i}]"
-        vectors[j] = normalise(point.vector, dim, f"{where}.vector")
+        if batch is None:
+            vectors[j] = normalise(point.vector, dim, f"{where}.vector")
         importance[j] = _check_importance(point.importance_norm, where)
         types.append(TYPE_CODES.index(MemoryType.parse(point.memory_type, f"{where}.memory_type")))
         versions.append(_check_version(point.version, where))

@@ -34,9 +34,11 @@ import numpy.typing as npt
 from ..models import Coordinate, HistoryEntry, Link, Memory, MemoryEvent, MemoryType
 
 __all__ = [
+    "Change",
     "Filters",
     "ICache",
     "IEmbedder",
+    "IEmbeddingStore",
     "IEventBus",
     "IGraphStore",
     "IKeyValueStore",
@@ -44,6 +46,7 @@ __all__ = [
     "ILock",
     "ILockManager",
     "IRateLimiter",
+    "ISnapshotIndex",
     "IVectorStore",
     "Vector",
     "VectorHit",
@@ -53,6 +56,20 @@ __all__ = [
 Vector = npt.NDArray[np.float32]
 #: Recall filters, with the semantics of ``models.matches_filters``.
 Filters = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One committed write of one memory, as the canonical store's change feed
+    reports it: ``action`` is ``"created"``, ``"updated"`` or ``"deleted"``;
+    ``version`` is the memory's version after the write (before it, for a
+    delete); ``seq`` orders changes (see ``IKeyValueStore.changes_since``)."""
+
+    seq: int
+    namespace: str
+    memory_id: str
+    version: int
+    action: str
 
 
 @runtime_checkable
@@ -138,6 +155,32 @@ class IKeyValueStore(Protocol):
 
     def namespaces(self) -> list[str]:
         """Every namespace holding at least one memory."""
+        ...
+
+    # -- the change feed: how processes sharing the store keep derived indexes current --
+
+    def change_feed_id(self) -> str:
+        """A stable identifier of this store's change feed (the same for every
+        process opening the same database; another database has another one),
+        so a cursor saved with a snapshot is never applied to a different feed."""
+        ...
+
+    def change_seq(self) -> int:
+        """The feed's cursor: a number that grows with every committed write
+        (``put_many``, ``delete_many``) of any namespace, by any process
+        sharing the store, and stays the same while nothing is written (0
+        before the first write). Cheap (one indexed read), so readers may
+        poll it before every query."""
+        ...
+
+    def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[Change]]:
+        """``(cursor, changes)``: the writes committed after cursor ``seq``,
+        oldest first, one ``Change`` per memory written or deleted, about
+        ``limit`` at most (one transaction is never split); ``cursor`` is the
+        cursor they bring a reader to (``seq`` itself when there are none).
+        A write never appears below a cursor once this method or
+        ``change_seq`` returned that cursor: a reader applying every batch
+        misses nothing."""
         ...
 
     def health(self) -> None: ...
@@ -305,6 +348,48 @@ class IKeywordIndex(Protocol):
     def health(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class IEmbeddingStore(Protocol):
+    """The embedding of each memory's current version, kept next to the
+    canonical store so that every process sharing it can reuse a vector
+    instead of embedding the text again. Derived data: a missing or
+    outdated entry only costs an embedding. Entries of a deleted memory go
+    with it."""
+
+    name: str
+
+    def put(self, namespace: str, model_id: str, rows: Sequence[tuple[str, int, Vector]]) -> None:
+        """Insert or replace ``(memory_id, version, vector)`` rows computed by
+        the embedder ``model_id`` (one transaction)."""
+        ...
+
+    def get(self, namespace: str, model_id: str, ids: Sequence[str]) -> dict[str, tuple[int, Vector]]:
+        """``{memory_id: (version, vector)}`` of those ``ids`` that have a
+        vector from ``model_id`` (whatever its version: the caller compares)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ISnapshotIndex(Protocol):
+    """A derived index kept in process memory and saved to files (the fast
+    core, the in-process keyword index), each namespace's file tagged with
+    the change-feed position it reflects, so a process that opens it only
+    applies the changes made since (``services.follower``)."""
+
+    def checkpoints(self) -> dict[str, tuple[str, int] | None]:
+        """``{namespace: (feed_id, cursor)}`` of the files loaded at open;
+        ``None`` for a file that names no position (it needs a full reconcile)."""
+        ...
+
+    def set_checkpoint(self, feed_id: str, seq: int) -> None:
+        """Declare that the index reflects every change of feed ``feed_id`` up
+        to cursor ``seq``. The next flush records it, and writes a
+        namespace's file only when the file on disk is not newer."""
+        ...
 
 
 @runtime_checkable

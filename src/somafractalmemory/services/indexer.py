@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from ..errors import BackendUnavailable
-from ..interfaces.storage import IEmbedder, IKeyValueStore, IKeywordIndex, IVectorStore, VectorPoint
+from ..interfaces.storage import (
+    IEmbedder,
+    IEmbeddingStore,
+    IKeyValueStore,
+    IKeywordIndex,
+    IVectorStore,
+    Vector,
+    VectorPoint,
+)
 from ..models import Memory
 
 __all__ = ["Indexer"]
@@ -18,15 +28,59 @@ class Indexer:
     """Embeds memories and writes them to the vector and keyword indexes.
 
     Every method is idempotent: indexing the same memory version twice
-    changes nothing, so replays are safe.
+    changes nothing, so replays are safe. With an ``embeddings`` store, every
+    vector it computes is saved there (for other processes and for repairs),
+    and ``stored`` finds saved vectors so they need not be computed again.
     """
 
-    def __init__(self, embedder: IEmbedder, vectors: IVectorStore, keywords: IKeywordIndex) -> None:
+    def __init__(
+        self,
+        embedder: IEmbedder,
+        vectors: IVectorStore,
+        keywords: IKeywordIndex,
+        embeddings: IEmbeddingStore | None = None,
+    ) -> None:
         self.embedder = embedder
         self.vectors = vectors
         self.keywords = keywords
+        self.embeddings = embeddings
 
-    def index(self, memories: Sequence[Memory]) -> None:
+    def stored(self, namespace: str, memories: Sequence[Memory]) -> dict[str, Vector]:
+        """``{id: vector}`` saved for exactly these memory versions by this embedder."""
+        if self.embeddings is None or not memories:
+            return {}
+        found = self.embeddings.get(namespace, self.embedder.model_id, [m.id for m in memories])
+        dim = self.embedder.dim
+        return {
+            m.id: vector
+            for m in memories
+            if (hit := found.get(m.id)) is not None
+            and hit[0] == m.version
+            and (vector := hit[1]).shape == (dim,)
+        }
+
+    def _embed(
+        self, namespace: str, group: Sequence[Memory], texts: list[str], known: Mapping[str, Vector]
+    ) -> Vector:
+        """The vectors of ``group``: those in ``known``, the others embedded (and saved)."""
+        todo = [i for i, m in enumerate(group) if m.id not in known]
+        if len(todo) == len(group):
+            matrix = self.embedder.embed(texts)
+        else:
+            matrix = np.empty((len(group), self.embedder.dim), dtype=np.float32)
+            for i, m in enumerate(group):
+                if m.id in known:
+                    matrix[i] = known[m.id]
+            if todo:
+                matrix[todo] = self.embedder.embed([texts[i] for i in todo])
+        if self.embeddings is not None and todo:
+            rows = [(group[i].id, group[i].version, matrix[i]) for i in todo]
+            self.embeddings.put(namespace, self.embedder.model_id, rows)
+        return matrix
+
+    def index(self, memories: Sequence[Memory], known: Mapping[str, Vector] | None = None) -> None:
+        """Index these memory versions; ``known`` vectors (by id, e.g. from
+        ``stored``) are used as they are, the others are embedded."""
         if not memories:
             return
         by_ns: dict[str, list[Memory]] = {}
@@ -34,7 +88,7 @@ class Indexer:
             by_ns.setdefault(memory.namespace, []).append(memory)
         for namespace, group in by_ns.items():
             texts = [m.text for m in group]
-            matrix = self.embedder.embed(texts)
+            matrix = self._embed(namespace, group, texts, known or {})
             points = [
                 VectorPoint(
                     id=m.id,
@@ -103,14 +157,14 @@ class Indexer:
             elif rebuild_keywords:
                 docs.append((memory.id, memory.text))
             if len(stale) >= batch_size:
-                self.index(stale)
+                self.index(stale, self.stored(namespace, stale))
                 reindexed += len(stale)
                 stale = []
             if len(docs) >= 4 * batch_size:
                 self.keywords.index(namespace, docs)
                 docs = []
         if stale:
-            self.index(stale)
+            self.index(stale, self.stored(namespace, stale))
             reindexed += len(stale)
         if docs:
             self.keywords.index(namespace, docs)

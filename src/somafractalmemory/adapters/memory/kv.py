@@ -10,18 +10,22 @@ query is one vectorised box test over the memories of that dimensionality
 
 Stored and returned memories are copies, so a caller mutating a payload
 never changes the store. All methods are thread-safe (one lock).
+
+The change feed is a list of ``Change``s in this process (one per memory
+written or deleted); its cursor is the list's length.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from ...errors import InvalidInput
-from ...interfaces.storage import Filters
+from ...interfaces.storage import Change, Filters
 from ...models import MAX_DIMS, Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType, matches_filters
 from ._util import check_box, clone_history, clone_memory, top_n
 
@@ -153,6 +157,11 @@ class InMemoryKeyValueStore:
     def __init__(self) -> None:
         self._tables: dict[str, _Table] = {}
         self._lock = threading.RLock()
+        self._changes: list[Change] = []
+        self._feed_id = uuid.uuid4().hex
+
+    def _record(self, namespace: str, memory_id: str, version: int, action: str) -> None:
+        self._changes.append(Change(len(self._changes) + 1, namespace, memory_id, version, action))
 
     def _table(self, namespace: str) -> _Table:
         table = self._tables.get(namespace)
@@ -171,7 +180,9 @@ class InMemoryKeyValueStore:
         entries = [clone_history(h) for h in history]
         with self._lock:
             for m in new:
-                self._table(m.namespace).put(m)
+                table = self._table(m.namespace)
+                self._record(m.namespace, m.id, m.version, "updated" if m.id in table.memories else "created")
+                table.put(m)
             for h in entries:
                 self._table(h.namespace).add_history([h])
 
@@ -193,7 +204,10 @@ class InMemoryKeyValueStore:
         entries = [clone_history(h) for h in history]
         with self._lock:
             table = self._table(namespace)
+            versions = {i: table.memories[i].version for i in ids if i in table.memories}
             deleted = [i for i in dict.fromkeys(ids) if table.delete(i)]
+            for i in deleted:
+                self._record(namespace, i, versions[i], "deleted")
             for h in entries:
                 self._table(h.namespace).add_history([h])
             if not table.memories and not table.history:
@@ -297,6 +311,18 @@ class InMemoryKeyValueStore:
     def namespaces(self) -> list[str]:
         with self._lock:
             return sorted(ns for ns, table in self._tables.items() if table.memories)
+
+    def change_feed_id(self) -> str:
+        return self._feed_id
+
+    def change_seq(self) -> int:
+        return len(self._changes)
+
+    def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[Change]]:
+        with self._lock:
+            start = max(0, int(seq))
+            found = self._changes[start : start + max(1, int(limit))]
+        return (found[-1].seq if found else int(seq)), found
 
     def health(self) -> None:
         return None

@@ -33,6 +33,10 @@ Tables (in the pool's schema):
 * ``keyword_docs``: the keyword index: a ``tsvector`` per document built
   from the shared tokenizer's tokens (never re-parsed by a text-search
   configuration), with its length for BM25, and a GIN index.
+* ``memory_changes``: the change feed, one row per memory written or
+  deleted, appended by statement-level triggers on ``memories`` with the
+  writing transaction's id (see ``changes.py``); ``memory_change_feed``
+  names the feed.
 * ``outbox``: events committed in the same transaction as their writes
   (``event`` JSONB, ``key`` = memory id), published by the relay, which sets
   ``sent_at`` (partial indexes on the unsent and on ``sent_at``).
@@ -150,6 +154,45 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL;
         CREATE INDEX outbox_sent_at ON outbox (sent_at) WHERE sent_at IS NOT NULL;
+        """,
+    ),
+    (
+        5,
+        "change feed of memories",
+        """
+        CREATE TABLE memory_changes (
+            seq       bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            xid       xid8    NOT NULL DEFAULT pg_current_xact_id(),
+            namespace text    COLLATE "C" NOT NULL,
+            id        text    COLLATE "C" NOT NULL,
+            version   integer NOT NULL,
+            action    text    NOT NULL
+        );
+        CREATE INDEX memory_changes_xid ON memory_changes (xid, seq);
+        CREATE TABLE memory_change_feed (id text NOT NULL);
+        INSERT INTO memory_change_feed (id) VALUES (gen_random_uuid()::text);
+
+        CREATE FUNCTION memory_changes_written() RETURNS trigger LANGUAGE plpgsql
+        SET search_path FROM CURRENT AS $$
+        BEGIN
+            INSERT INTO memory_changes (namespace, id, version, action)
+            SELECT namespace, id, version, CASE TG_OP WHEN 'INSERT' THEN 'created' ELSE 'updated' END
+            FROM new_rows ORDER BY namespace, id;
+            RETURN NULL;
+        END $$;
+        CREATE FUNCTION memory_changes_deleted() RETURNS trigger LANGUAGE plpgsql
+        SET search_path FROM CURRENT AS $$
+        BEGIN
+            INSERT INTO memory_changes (namespace, id, version, action)
+            SELECT namespace, id, version, 'deleted' FROM old_rows ORDER BY namespace, id;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER memories_change_insert AFTER INSERT ON memories
+            REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_changes_written();
+        CREATE TRIGGER memories_change_update AFTER UPDATE ON memories
+            REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_changes_written();
+        CREATE TRIGGER memories_change_delete AFTER DELETE ON memories
+            REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_changes_deleted();
         """,
     ),
 ]

@@ -3,11 +3,13 @@ store (``IGraphStore``) on one PostgreSQL database.
 
 Because both live in one database, deleting memories removes the links
 touching them in the same transaction. Memories and history are in
-``memories.py``, links in ``graph.py``, the tables in ``migrations.py``.
+``memories.py``, links in ``graph.py``, the change feed in ``changes.py``, the
+tables in ``migrations.py``.
 """
 
 from __future__ import annotations
 
+from .changes import ChangeFeedTable
 from .graph import LinkTable
 from .memories import MemoryTables
 from .migrations import migrate
@@ -16,7 +18,7 @@ from .pool import PostgresPool
 __all__ = ["PostgresStore"]
 
 
-class PostgresStore(MemoryTables, LinkTable):
+class PostgresStore(MemoryTables, LinkTable, ChangeFeedTable):
     """Memories, history and links in PostgreSQL.
 
     ``PostgresStore(url, schema=..., max_size=...)`` opens its own pool (and

@@ -2,7 +2,8 @@
 
 Tables: ``memories`` (one row per memory: coordinate as JSON and as columns
 ``c0``..``c15``, payload as JSON, type, importance, timestamps, version),
-``history`` (append-only) and ``links`` (see ``links.py``). Every
+``history`` (append-only), ``links`` (see ``links.py``) and the change feed
+``memory_changes``, filled by triggers (see ``changes.py``). Every
 ``put_many``/``delete_many`` is one transaction; ``delete_many`` removes the
 links touching the ids in the same transaction.
 
@@ -26,6 +27,7 @@ from typing import Any
 from ...errors import InvalidInput
 from ...interfaces.storage import Filters
 from ...models import MAX_DIMS, Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType, matches_filters
+from .changes import CHANGES_SCHEMA, CHANGES_VERSION, ChangeFeedMethods
 from .db import Database
 from .filters import pushdown
 from .links import LINKS_SCHEMA, LinkMethods, chunks
@@ -139,7 +141,7 @@ def _history(row: Sequence[Any]) -> HistoryEntry:
     )
 
 
-class SQLiteStore(LinkMethods):
+class SQLiteStore(LinkMethods, ChangeFeedMethods):
     """Canonical memories, history and links in one SQLite database file.
 
     ``path`` is a file (created with its parent directory) or ``":memory:"``.
@@ -153,6 +155,7 @@ class SQLiteStore(LinkMethods):
         self._closed = False
         try:
             self._db.migrate("memories", SCHEMA_VERSION, SCHEMA)
+            self._db.migrate("changes", CHANGES_VERSION, CHANGES_SCHEMA)  # the change feed (changes.py)
         except BaseException:
             self._db.close()
             raise

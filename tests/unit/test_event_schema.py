@@ -1,0 +1,118 @@
+"""``schemas/memory.event.json``: a valid draft 2020-12 schema, the events the
+core builds validate against it (with the reference ``jsonschema`` library and
+with the compiled validator the core uses), and both reject the same bad ones."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from somafractalmemory.errors import InvalidInput
+from somafractalmemory.eventing.schema import event_schema, validate_event
+from somafractalmemory.models import Link, Memory, MemoryType, memory_id
+from somafractalmemory.services.events import EventEmitter
+
+ROOT = Path(__file__).resolve().parents[2]
+EPISODIC = MemoryType.EPISODIC
+
+
+class _Bus:
+    name = "memory"
+    transactional = False
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def publish(self, events: Any) -> None:
+        self.events.extend(events)
+
+    def subscribe(self, handler: Any) -> None: ...
+
+    def pending(self) -> int:
+        return 0
+
+    def close(self) -> None: ...
+
+
+def _samples() -> list[dict[str, Any]]:
+    emitter = EventEmitter(_Bus())
+    a = Memory(memory_id("n", (1.0, 2.0)), "n", (1.0, 2.0), {"text": "a", "tags": ["x"]}, EPISODIC, 1.0, 1.0)
+    b = Memory(memory_id("n", (3.0,)), "n", (3.0,), {"text": "b"}, MemoryType.SEMANTIC, 1.0, 2.0, version=2)
+    link = Link("n", a.id, b.id, a.coordinate, b.coordinate, "related", 0.5, {"why": "test"}, 1.0)
+    events = [
+        *emitter.for_stored([a, b]),
+        *emitter.for_deleted([a]),
+        *emitter.for_links([link]),
+        *emitter.for_links([link], created=False),
+    ]
+    return [e.to_dict() for e in events]
+
+
+def test_schema_is_valid_and_the_packaged_copy_matches() -> None:
+    schema = event_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert json.loads((ROOT / "schemas" / "memory.event.json").read_text()) == schema
+    assert schema["properties"]["schema_version"] == {"const": 1}
+
+
+def test_every_event_type_validates() -> None:
+    samples = _samples()
+    assert {s["type"] for s in samples} == {
+        "memory.created",
+        "memory.updated",
+        "memory.deleted",
+        "link.created",
+        "link.deleted",
+    }
+    validator = jsonschema.Draft202012Validator(event_schema())
+    for sample in samples:
+        validator.validate(sample)
+        validate_event(sample)
+        assert sample["schema_version"] == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"type": "memory.moved"},
+        {"schema_version": 2},
+        {"namespace": ""},
+        {"coordinate": []},
+        {"unexpected": 1},
+        {"payload": None},
+        {"timestamp": -1},
+    ],
+)
+def test_both_validators_reject_the_same_bad_events(change: dict[str, Any]) -> None:
+    bad = {**_samples()[0], **change}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, event_schema(), cls=jsonschema.Draft202012Validator)
+    with pytest.raises(InvalidInput):
+        validate_event(bad)
+
+
+def test_required_fields_per_type() -> None:
+    created, *_ = _samples()
+    for key in ("payload", "memory_type", "version"):
+        with pytest.raises(InvalidInput):
+            validate_event({k: v for k, v in created.items() if k != key})
+    link_event = _samples()[3]
+    with pytest.raises(InvalidInput):
+        validate_event({k: v for k, v in link_event.items() if k != "link"})
+
+
+def test_kafka_adapters_name_their_extra_when_the_driver_is_missing() -> None:
+    code = (
+        "import sys; sys.modules['confluent_kafka'] = None\n"
+        "from somafractalmemory.errors import MissingDependency\n"
+        "try:\n    import somafractalmemory.adapters.kafka\n"
+        "except MissingDependency as exc:\n    assert isinstance(exc, ImportError); print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "pip install 'somafractalmemory[kafka]'" in out and "confluent-kafka" in out
