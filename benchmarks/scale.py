@@ -84,14 +84,20 @@ def machine() -> str:
     return f"{platform.platform()} | {cpu} | {os.cpu_count()} cores | Python {platform.python_version()}"
 
 
-#: A Zipf-distributed vocabulary of 5,000 terms (the words above, then synthetic ones),
-#: so term frequencies look like real text rather than a handful of words everywhere.
+#: Synthetic text with the structure of real text: 5,000 terms with Zipf
+#: frequencies, and 500 topics of 20 terms each; a memory is 8 words of one
+#: topic plus 4 common words, a query 4 words of one topic plus 1 common word.
 VOCABULARY = WORDS + [f"term{i}" for i in range(5000 - len(WORDS))]
 ZIPF = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(VOCABULARY))))
+TOPICS = [random.Random(t).sample(VOCABULARY[100:], 20) for t in range(500)]
 
 
 def sentence(rng: random.Random, n: int = 12) -> str:
-    return " ".join(rng.choices(VOCABULARY, cum_weights=ZIPF, k=n))
+    topic = TOPICS[rng.randrange(len(TOPICS))]
+    own = max(1, (2 * n) // 3)
+    words = rng.choices(topic, k=own) + rng.choices(VOCABULARY, cum_weights=ZIPF, k=n - own)
+    rng.shuffle(words)
+    return " ".join(words)
 
 
 def coord(i: int) -> tuple[int, int, int]:

@@ -46,7 +46,7 @@ class SomaFractalMemoryEnterprise:
         self.namespace = validate_namespace(namespace)
         self.backends = backends
         self.hooks = Hooks()
-        self.indexer = Indexer(backends.embedder, backends.vectors, backends.keywords)
+        self.indexer = Indexer(backends.embedder, backends.vectors, backends.keywords, backends.embeddings)
         self.events = EventEmitter(backends.bus, backends.options.validate_events)
         self._store = StoreService(self.namespace, backends, self.indexer, self.events, self.hooks)
         self._graph = GraphService(self.namespace, backends, self.events)

@@ -27,11 +27,14 @@ from somafractalmemory.errors import (
     BackendUnavailable,
     ConfigurationError,
     Conflict,
+    Forbidden,
     InvalidInput,
     LockTimeout,
     MissingDependency,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
 )
 
 SOMA = Path(sys.executable).with_name("soma")
@@ -363,8 +366,11 @@ def test_exit_code_table() -> None:
     assert exit_code(MissingDependency("redis", "redis")) == 3
     assert exit_code(Conflict("x")) == 4
     assert exit_code(LockTimeout("x")) == 4
+    assert exit_code(RateLimited(2.0)) == 3
+    assert exit_code(Unauthorized("x")) == 5
+    assert exit_code(Forbidden("x")) == 5
     assert exit_code(BrokenPipeError()) == 141
-    assert {code for _, code in EXIT_CODES} == {1, 2, 3, 4, 141}
+    assert {code for _, code in EXIT_CODES} == {1, 2, 3, 4, 5, 141}
 
 
 # -- docs -----------------------------------------------------------------------------------------

@@ -168,82 +168,111 @@ BULK = [
     {"coord": [0, 0, 1], "payload": {"text": "plan the release", "importance": 3}, "memory_type": "episodic"},
 ]
 BAD_BULK = json.dumps([{"coord": [i, 1], "payload": {"text": "x"} if i != 3 else [1]} for i in range(5)])
-# (args, stdin, exit code); "{ns}" is the test's namespace, "{dir}" a directory of the run's own
-SCRIPT: list[tuple[list[str], str | None, int]] = [
-    (["store", "1,2,3", '{"task": "write the docs", "importance": 5}'], None, 0),
-    (["store", "1,2,3.0", '{"task": "docs are written", "tags": ["docs"]}', "--type", "semantic"], None, 0),
-    (["remember", '{"fact": "the user prefers tea"}', "--type", "semantic"], None, 0),
-    (["remember", '{"text": "placed by hand"}', "--coord", "0.5,0.5,0.5"], None, 0),
-    (["store-bulk", "-", "--batch-size", "2"], "\n".join(json.dumps(i) for i in BULK), 0),
-    (["get", "1,2,3"], None, 0),
-    (["history", "1,2,3"], None, 0),
-    (["range", "--min", "0,0,0", "--max", "10,10,10"], None, 0),
-    (["range", "--min", "0,0,0", "--max", "10,10,10", "--type", "semantic"], None, 0),
+Step = tuple[list[str], str | None, int]  # (arguments, stdin, exit code)
+#: The script: phases run in order; the steps of a "parallel" phase change nothing, so run concurrently.
+#: "{ns}" is the test's namespace, "{dir}" a directory of the run's own.
+PHASES: list[tuple[str, list[Step]]] = [
     (
-        ["link", "1,2,3", "4,5,6", "--type", "next", "--weight", "0.5", "--metadata", '{"why": "test"}'],
-        None,
-        0,
-    ),
-    (["link", "4,5,6", "7,8,9"], None, 0),
-    (["neighbors", "4,5,6", "--direction", "both"], None, 0),
-    (["neighbors", "4,5,6", "--direction", "in", "--link-type", "next", "--limit", "5"], None, 0),
-    (["neighbors", "1,2,3"], None, 0),
-    (["path", "1,2,3", "7,8,9"], None, 0),
-    (["path", "1,2,3", "4,5,6", "--link-type", "next", "--max-depth", "2"], None, 0),
-    (["recall", "zebra harbour", "-k", "3"], None, 0),
-    (
+        "in order",
         [
-            "recall",
-            "crossing",
-            "--scores",
-            "--filter",
-            "tags=travel",
-            "--filters",
-            '{"importance": {"gte": 0}}',
+            (["store", "1,2,3", '{"task": "write the docs", "importance": 5}'], None, 0),
+            (
+                ["store", "1,2,3.0", '{"task": "docs are written", "tags": ["docs"]}', "--type", "semantic"],
+                None,
+                0,
+            ),
+            (["remember", '{"fact": "the user prefers tea"}', "--type", "semantic"], None, 0),
+            (["remember", '{"text": "placed by hand"}', "--coord", "0.5,0.5,0.5"], None, 0),
+            (["store-bulk", "-", "--batch-size", "2"], "\n".join(json.dumps(i) for i in BULK), 0),
+            (
+                ["link", "1,2,3", "4,5,6", "--type", "next", "--weight", "0.5", "--metadata", '{"why": "t"}'],
+                None,
+                0,
+            ),
+            (["link", "4,5,6", "7,8,9"], None, 0),
         ],
-        None,
-        0,
     ),
-    (["recall", "docs", "--scores", "--type", "semantic", "--min-score", "0.1"], None, 0),
-    (["recall", "release", "--context", '{"coordinate": [1, 2, 3]}'], None, 0),
-    (["recall", "release", "--context", '{"coordinate": [1, 2, 3]}', "--scores", "-k", "10"], None, 0),
-    (["recall-batch", "zebra", "tea", "-k", "2"], None, 0),
-    (["recall-batch", "--file", "-", "harbour", "--type", "semantic"], "docs\n\nrelease\n", 0),
-    (["stats"], None, 0),
-    (["health"], None, 0),
-    (["health", "--ready"], None, 0),
-    (["export", "{dir}/dump.jsonl"], None, 0),
-    (["-n", "{ns}-copy", "import", "{dir}/dump.jsonl"], None, 0),
-    (["-n", "{ns}-copy", "stats"], None, 0),
-    (["-n", "{ns}-copy", "history", "1,2,3"], None, 0),
-    (["delete", "7,8,9", "9,9,9", "7.0,8,9"], None, 1),
-    (["get", "7,8,9"], None, 1),
-    (["history", "9,9,7"], None, 1),
-    (["link", "9,9,6", "9,9,5"], None, 1),
-    (["path", "7,8,9", "1,2,3"], None, 1),
-    (["get", "nan,1,2"], None, 2),
-    (["get", ",".join(["1"] * 17)], None, 2),
-    (["store", "a,b", "{}"], None, 2),
-    (["store", "1,2", "[1, 2]"], None, 2),
-    (["store", "1,2", "{}", "--type", "dream"], None, 2),
-    (["delete", "1,2", "x"], None, 2),
-    (["range", "--min", "5,5", "--max", "1,1"], None, 2),
-    (["recall", "x", "--top-k", "0"], None, 2),
-    (["recall-batch"], None, 2),
-    (["store-bulk", "-", "--batch-size", "2"], BAD_BULK, 2),
+    (
+        "parallel",
+        [
+            (["get", "1,2,3"], None, 0),
+            (["history", "1,2,3"], None, 0),
+            (["range", "--min", "0,0,0", "--max", "10,10,10"], None, 0),
+            (["range", "--min", "0,0,0", "--max", "10,10,10", "--type", "semantic"], None, 0),
+            (["neighbors", "4,5,6", "--direction", "both"], None, 0),
+            (["neighbors", "4,5,6", "--direction", "in", "--link-type", "next", "--limit", "5"], None, 0),
+            (["path", "1,2,3", "7,8,9"], None, 0),
+            (["path", "1,2,3", "4,5,6", "--link-type", "next", "--max-depth", "2"], None, 0),
+            (["recall", "zebra harbour", "-k", "3"], None, 0),
+            (
+                [
+                    "recall",
+                    "crossing",
+                    "--scores",
+                    "--filter",
+                    "tags=travel",
+                    "--filters",
+                    '{"tags": "travel"}',
+                ],
+                None,
+                0,
+            ),
+            (["recall", "docs", "--scores", "--type", "semantic", "--min-score", "0.1"], None, 0),
+            (["recall", "release", "--context", '{"coordinate": [1, 2, 3]}'], None, 0),
+            (
+                ["recall", "release", "--context", '{"coordinate": [1, 2, 3]}', "--scores", "-k", "10"],
+                None,
+                0,
+            ),
+            (["recall-batch", "zebra", "tea", "-k", "2"], None, 0),
+            (["recall-batch", "--file", "-", "harbour", "--type", "semantic"], "docs\n\nrelease\n", 0),
+            (["stats"], None, 0),
+            (["health"], None, 0),
+            (["health", "--ready"], None, 0),
+            (["export", "{dir}/dump.jsonl"], None, 0),
+            (["history", "9,9,7"], None, 1),
+            (["link", "9,9,6", "9,9,5"], None, 1),
+            (["path", "7,8,9", "1,2,3"], None, 1),
+            (["get", "nan,1,2"], None, 2),
+            (["get", ",".join(["1"] * 17)], None, 2),
+            (["store", "a,b", "{}"], None, 2),
+            (["store", "1,2", "[1, 2]"], None, 2),
+            (["store", "1,2", "{}", "--type", "dream"], None, 2),
+            (["delete", "1,2", "x"], None, 2),
+            (["range", "--min", "5,5", "--max", "1,1"], None, 2),
+            (["recall", "x", "--top-k", "0"], None, 2),
+            (["recall-batch"], None, 2),
+        ],
+    ),
+    (
+        "in order",
+        [
+            (["-n", "{ns}-copy", "import", "{dir}/dump.jsonl"], None, 0),
+            (["-n", "{ns}-copy", "stats"], None, 0),
+            (["delete", "7,8,9", "9,9,9", "7.0,8,9"], None, 1),
+            (["get", "7,8,9"], None, 1),
+            (["store-bulk", "-", "--batch-size", "2"], BAD_BULK, 2),
+        ],
+    ),
 ]
+SCRIPT: list[Step] = [step for _, steps in PHASES for step in steps]
 
 
 def _run_script(prefix: list[str], ns: str, own_dir: Path, **env: str) -> list[tuple[int, Any, str]]:
-    results = []
-    for args, stdin, _ in SCRIPT:
+    def run(step: Step) -> tuple[int, Any, str]:
+        args, stdin, _ = step
         filled = [a.replace("{ns}", ns).replace("{dir}", str(own_dir)) for a in args]
         proc = soma(*prefix, "--json", "-n", ns, *filled, stdin=stdin, **env)
         assert "Traceback" not in proc.stderr, proc.stderr
         document = json.loads(proc.stdout) if proc.stdout.strip() else None
         # an error's first words: "error: <field>:" (the server's wording of a bound may differ)
         error = ":".join(proc.stderr.split(":")[:2]) if proc.returncode else ""
-        results.append((proc.returncode, normalize(document), error))
+        return proc.returncode, normalize(document), error
+
+    results = []
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for how, steps in PHASES:
+            results += pool.map(run, steps) if how == "parallel" else [run(step) for step in steps]
     return results
 
 
@@ -268,8 +297,8 @@ def test_every_command_gives_the_same_answer_locally_and_remotely(
     # spot checks that the script did what it says, so equal answers are not equally wrong
     by_args = {" ".join(args): result for (args, _, _), result in zip(SCRIPT, remote_results, strict=True)}
     assert by_args["get 1,2,3"][1]["version"] == 2 and by_args["get 1,2,3"][1]["memory_type"] == "semantic"
-    assert [n["type"] for n in by_args["neighbors 4,5,6 --direction both"][1]] == ["next", "related"]
-    assert by_args["neighbors 1,2,3"][1][0]["metadata"] == {"why": "test"}
+    both = by_args["neighbors 4,5,6 --direction both"][1]
+    assert [(n["type"], n["metadata"]) for n in both] == [("next", {"why": "t"}), ("related", {})]
     assert by_args["path 1,2,3 7,8,9"][1]["hops"] == 2
     assert by_args["recall zebra harbour -k 3"][1][0]["coordinate"] == [4.0, 5.0, 6.0]
     assert [b["query"] for b in by_args["recall-batch --file - harbour --type semantic"][1]] == [
@@ -292,9 +321,12 @@ def test_every_command_gives_the_same_answer_locally_and_remotely(
 
 def test_remote_output_is_the_local_output(server: str, local_dir: Path, ns: str) -> None:
     """Human output too: the same lines, where nothing volatile is shown."""
+    items = [
+        {"coord": [1, 2], "payload": {"text": "same words"}, "type": "semantic"},
+        {"coord": [3, 4], "payload": {"text": "other words"}, "type": "semantic"},
+    ]
     for mode in (["--data-dir", str(local_dir)], ["--url", server]):
-        ok(*mode, "-n", ns, "store", "1,2", '{"text": "same words"}', "--type", "semantic")
-        ok(*mode, "-n", ns, "store", "3,4", '{"text": "other words"}', "--type", "semantic")
+        assert ok(*mode, "-n", ns, "store-bulk", "-", stdin=json.dumps(items)).startswith("stored 2 memories")
         ok(*mode, "-n", ns, "link", "1,2", "3,4")
     for args in (
         ["range", "--min", "0,0", "--max", "5,5"],

@@ -63,7 +63,7 @@ def _bulk_items(text: str) -> list[Any]:
     type=click.IntRange(1, 100_000),
     default=BATCH,
     show_default=True,
-    help="items per core call (one round trip per store per batch).",
+    help="items per core call (one round trip per store per batch; one request with --url).",
 )
 @click.option("--no-progress", is_flag=True, help="never show the progress bar.")
 @pass_state

@@ -3,6 +3,8 @@
 Every file is written next to its target as ``<file>.tmp``, fsynced, moved
 over the target with ``os.replace`` and the directory fsynced: after a
 crash a reader finds the old file or the new one, never a torn one.
+Processes sharing a directory take ``dir_lock`` around reading (shared) and
+writing (exclusive) a set of files that belong together.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote
 
-__all__ = ["ANN_SUFFIX", "SLAB_SUFFIX", "atomic_write", "file_stem", "fsync_replace"]
+__all__ = ["ANN_SUFFIX", "SLAB_SUFFIX", "atomic_write", "dir_lock", "file_stem", "fsync_replace"]
 
 SLAB_SUFFIX = ".slab.npz"
 ANN_SUFFIX = ".ann.usearch"
@@ -49,3 +51,22 @@ def fsync_replace(tmp: Path, target: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def dir_lock(directory: Path, exclusive: bool = True) -> Iterator[None]:
+    """An advisory lock on ``directory/.lock`` held for the block (``flock``:
+    released by the system if the process dies). Where ``fcntl`` is missing
+    (Windows) the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

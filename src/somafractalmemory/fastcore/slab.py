@@ -24,7 +24,7 @@ import numpy.typing as npt
 from ..errors import InvalidInput
 from ..models import MemoryType, matches_filters
 
-__all__ = ["TYPE_CODES", "Slab", "normalise", "prepare_points", "top_rows"]
+__all__ = ["TYPE_CODES", "Slab", "normalise", "prepare_points", "read_meta", "top_rows"]
 
 F32 = npt.NDArray[np.float32]
 #: ``types`` column encoding: index in this tuple.
@@ -292,10 +292,17 @@ class Slab:
                 return np.asarray(passing, dtype=np.intp)
             window = min(valid, window * _FILTER_WINDOW)
 
-    def save(self, out: IO[bytes], namespace: str) -> None:
-        """Write the live rows as an uncompressed ``.npz`` (no pickles)."""
+    def save(self, out: IO[bytes], namespace: str, extra: Mapping[str, Any] | None = None) -> None:
+        """Write the live rows as an uncompressed ``.npz`` (no pickles); ``extra``
+        JSON values join the metadata (``read_meta``)."""
         n = self.size
-        meta = {"format": FORMAT, "namespace": namespace, "dim": self.dim, "next_key": self.next_key}
+        meta = {
+            **(extra or {}),
+            "format": FORMAT,
+            "namespace": namespace,
+            "dim": self.dim,
+            "next_key": self.next_key,
+        }
         np.savez(
             out,
             vectors=self.vectors[:n],
@@ -329,6 +336,13 @@ class Slab:
         slab.key_rows = {int(key): row for row, key in enumerate(slab.keys[:n].tolist())}
         slab.next_key = int(meta["next_key"])
         return str(meta["namespace"]), slab
+
+
+def read_meta(source: IO[bytes]) -> dict[str, Any]:
+    """The metadata of a file ``Slab.save`` wrote, without reading its arrays."""
+    with np.load(source, allow_pickle=False) as data:
+        meta: dict[str, Any] = json.loads(data["meta"].tobytes())
+    return meta
 
 
 def _json_bytes(value: Any) -> npt.NDArray[np.uint8]:

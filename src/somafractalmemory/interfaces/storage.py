@@ -391,6 +391,11 @@ class ISnapshotIndex(Protocol):
         namespace's file only when the file on disk is not newer."""
         ...
 
+    def discard(self, namespace: str) -> None:
+        """Forget what was loaded for ``namespace`` (its file belongs to another
+        feed): the namespace starts empty and is rebuilt from the canonical store."""
+        ...
+
 
 @runtime_checkable
 class ICache(Protocol):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..interfaces.storage import (
     ICache,
     IEmbedder,
+    IEmbeddingStore,
     IEventBus,
     IGraphStore,
     IKeyValueStore,
@@ -16,7 +19,12 @@ from ..interfaces.storage import (
     IVectorStore,
 )
 
+if TYPE_CHECKING:
+    from .follower import IndexFollower
+
 __all__ = ["Backends", "Options"]
+
+_NO_LOCK: AbstractContextManager[Any] = nullcontext()
 
 
 @dataclass
@@ -55,14 +63,27 @@ class Backends:
     embedder: IEmbedder
     mode: str = "test"
     options: Options = field(default_factory=Options)
+    #: Vectors saved beside the canonical store, shared by the processes using it.
+    embeddings: IEmbeddingStore | None = None
+    #: Applies other processes' writes to this process's indexes (``services.follower``);
+    #: None where every index is shared or nothing else writes (TEST).
+    follower: IndexFollower | None = None
+
+    @property
+    def index_lock(self) -> AbstractContextManager[Any]:
+        """Held from a canonical write until its indexing is done (see ``services.follower``)."""
+        return self.follower.lock if self.follower is not None else _NO_LOCK
 
     def close(self) -> None:
-        """Flush derived indexes and close every adapter once."""
+        """Catch up and checkpoint, flush derived indexes and close every adapter once."""
         try:
+            if self.follower is not None:
+                self.follower.close()
             self.vectors.flush()
         finally:
             seen: set[int] = set()
-            for adapter in (self.kv, self.graph, self.vectors, self.keywords, self.cache, self.bus):
+            extra = () if self.embeddings is None else (self.embeddings,)
+            for adapter in (self.kv, self.graph, self.vectors, self.keywords, self.cache, self.bus, *extra):
                 if id(adapter) in seen:
                     continue
                 seen.add(id(adapter))

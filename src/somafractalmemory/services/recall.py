@@ -130,6 +130,7 @@ class RecallService:
             return []
         for r in requests:
             self.hooks.fire("before_recall", query=r.query, top_k=r.top_k)
+        self._sync()
         matrix = self.b.embedder.embed([r.query for r in requests])
         results = [self._one(r, matrix[i]) for i, r in enumerate(requests)]
         for r, hits in zip(requests, results, strict=True):
@@ -142,6 +143,7 @@ class RecallService:
         request = RecallRequest.build(
             term, top_k, memory_type, filters, weights={"vector": 0.0, "keyword": 1.0, "recency": 0.0}
         )
+        self._sync()
         hits = self._keyword_candidates(request)
         if not hits:
             return []
@@ -155,8 +157,13 @@ class RecallService:
         return out[: request.top_k]
 
     # -- internals --------------------------------------------------------
+    def _sync(self) -> None:
+        """Apply other processes' writes to the in-process indexes first (``services.follower``)."""
+        if self.b.follower is not None:
+            self.b.follower.sync()
+
     def _pool(self, r: RecallRequest) -> int:
-        return max(50, 4 * r.top_k) if not (r.filters or r.memory_type) else max(200, 10 * r.top_k)
+        return max(30, 3 * r.top_k) if not (r.filters or r.memory_type) else max(200, 10 * r.top_k)
 
     def _keyword_candidates(self, r: RecallRequest) -> dict[str, float]:
         if r.weights.keyword <= 0:

@@ -135,7 +135,7 @@ class StoreService:
             return []
         for coord, payload, mtype in clean:
             self.hooks.fire("before_store", coordinate=coord, payload=payload, memory_type=mtype)
-        with self._lock:
+        with self._lock, self.b.index_lock:  # see services.follower
             ids = [memory_id(self.namespace, c) for c, _, _ in clean]
             existing = self.b.kv.get_many(self.namespace, ids)
             at = now()
@@ -192,7 +192,7 @@ class StoreService:
         coords = [canonical_coordinate(c, f"coordinates[{i}]") for i, c in enumerate(coordinates)]
         for coord in coords:
             self.hooks.fire("before_forget", coordinate=coord)
-        with self._lock:
+        with self._lock, self.b.index_lock:  # see services.follower
             ids = list(dict.fromkeys(memory_id(self.namespace, c) for c in coords))
             existing = self.b.kv.get_many(self.namespace, ids)
             if not existing:

@@ -99,8 +99,9 @@ class TransferService:
                 raise InvalidInput(f"line {number}", f"not a valid export line: {exc}") from None
         for start in range(0, max(len(memories), len(history)), BATCH):
             chunk = memories[start : start + BATCH]
-            self.b.kv.put_many(chunk, history[start : start + BATCH])
-            self.indexer.index(chunk)
+            with self.b.index_lock:  # see services.follower
+                self.b.kv.put_many(chunk, history[start : start + BATCH])
+                self.indexer.index(chunk)
             if progress:
                 progress(len(chunk))
         if links:

@@ -14,19 +14,28 @@ one add. Replacing or removing a document only marks its slot dead and fixes
 the document frequencies; dead slots are zeroed at query time and dropped
 by a rebuild once dead postings outnumber the live ones. A query touches
 only the postings of its terms, accumulating into one dense float32 array.
+
+With ``path``, each namespace is saved as a snapshot file on ``flush`` /
+``close`` and loaded at open (``keyword_files.py``), tagged with the
+change-feed position it reflects (``ISnapshotIndex``), so a process opening
+it replays only the changes made since instead of re-tokenizing everything.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from ...fastcore.checkpoint import Checkpoint
 from ...text import tokenize
+from .keyword_files import Snapshot, SnapshotFiles, TermRows
 
 __all__ = ["InMemoryKeywordIndex"]
 
@@ -77,7 +86,7 @@ class _Shard:
     def __init__(self) -> None:
         self.slot_of: dict[str, int] = {}
         self.ids: list[str] = []
-        self.terms: list[tuple[tuple[str, int], ...]] = []  # (term, tf) of each slot
+        self.terms = TermRows()  # (term, tf) of each slot
         self.lengths: list[int] = []
         self.length_array: npt.NDArray[np.float32] = np.empty(0, dtype=np.float32)
         self.dead: list[int] = []  # slots of replaced or removed documents
@@ -146,6 +155,37 @@ class _Shard:
             hits = hits[np.argpartition(-scores[hits], limit - 1)[:limit]]
         return sorted(((self.ids[s], float(scores[s])) for s in hits), key=lambda h: (-h[1], h[0]))
 
+    def snapshot(self, namespace: str) -> Snapshot:
+        """The live documents, renumbered ``0..n-1`` in slot order."""
+        live = sorted(self.slot_of.values())
+        remap = np.full(len(self.ids), -1, dtype=np.int32)
+        remap[live] = np.arange(len(live), dtype=np.int32)
+
+        def postings() -> Iterator[tuple[str, npt.NDArray[np.int32], npt.NDArray[np.int32]]]:
+            for term, p in self.postings.items():
+                slots = np.concatenate([p.slots, np.asarray(p.pending_slots, dtype=np.int32)])
+                tf = np.concatenate([p.tf, np.asarray(p.pending_tf, dtype=np.float32)])
+                yield term, remap[slots], tf.astype(np.int32)
+
+        ids = [self.ids[s] for s in live]
+        return Snapshot.build(namespace, ids, [self.lengths[s] for s in live], postings())
+
+    @classmethod
+    def from_snapshot(cls, snap: Snapshot) -> _Shard:
+        shard = cls()
+        shard.ids = list(snap.ids)
+        shard.slot_of = {doc_id: slot for slot, doc_id in enumerate(snap.ids)}
+        shard.terms = TermRows(snap.vocab, snap.ptr, snap.term, snap.tf)
+        shard.lengths = snap.lengths.tolist()
+        shard.length_array = snap.lengths.astype(np.float32)
+        shard.total_length = int(snap.lengths.sum())
+        shard.live_postings = len(snap.term)
+        for term, slots, tf in snap.postings():
+            postings = shard.postings[term] = _Postings()
+            postings.slots, postings.tf = slots, tf.astype(np.float32)
+            shard.df[term] = len(slots)
+        return shard
+
     def compacted(self) -> _Shard:
         fresh = _Shard()
         for doc_id, slot in sorted(self.slot_of.items(), key=lambda item: item[1]):
@@ -158,13 +198,22 @@ class InMemoryKeywordIndex:
 
     name = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self._shards: dict[str, _Shard] = {}
         self._lock = threading.Lock()
+        self._files = SnapshotFiles(Path(path)) if path is not None else None
+        self._loaded: dict[str, Checkpoint | None] = {}
+        self._dirty: set[str] = set()
+        self._mark: Checkpoint | None = None
+        if self._files is not None:
+            for snap, checkpoint in self._files.load_all():
+                self._shards[snap.namespace] = _Shard.from_snapshot(snap)
+                self._loaded[snap.namespace] = checkpoint
 
     def index(self, namespace: str, docs: Sequence[tuple[str, str]]) -> None:
         tokenized = [(doc_id, tokenize(text)) for doc_id, text in docs]
         with self._lock:
+            self._dirty.add(namespace)
             shard = self._shards.setdefault(namespace, _Shard())
             for doc_id, tokens in tokenized:
                 shard.add(doc_id, tokens)
@@ -175,6 +224,7 @@ class InMemoryKeywordIndex:
             shard = self._shards.get(namespace)
             if shard is None:
                 return
+            self._dirty.add(namespace)
             for doc_id in ids:
                 shard.drop(doc_id)
             if not shard.slot_of:
@@ -197,8 +247,37 @@ class InMemoryKeywordIndex:
             shard = self._shards.get(namespace)
             return len(shard.slot_of) if shard is not None else 0
 
+    # -- snapshots (ISnapshotIndex) ---------------------------------------------
+
+    def checkpoints(self) -> dict[str, Checkpoint | None]:
+        with self._lock:
+            return dict(self._loaded)
+
+    def set_checkpoint(self, feed_id: str, seq: int) -> None:
+        with self._lock:
+            self._mark = (str(feed_id), int(seq))
+
+    def discard(self, namespace: str) -> None:
+        with self._lock:
+            self._shards.pop(namespace, None)
+            self._loaded.pop(namespace, None)
+            self._dirty.add(namespace)
+
+    def flush(self) -> None:
+        """Write the snapshot of every changed namespace (with ``path``)."""
+        if self._files is None:
+            return
+        with self._lock:
+            items = {
+                ns: (shard.snapshot(ns) if (shard := self._shards.get(ns)) is not None else None)
+                for ns in self._dirty
+            }
+            mark = self._mark
+            self._dirty = set()
+        self._files.write(items, mark)
+
     def health(self) -> None:
         return None
 
     def close(self) -> None:
-        return None
+        self.flush()

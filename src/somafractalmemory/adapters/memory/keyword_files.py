@@ -1,0 +1,208 @@
+"""Snapshot files of the in-process keyword index (``InMemoryKeywordIndex(path=...)``).
+
+One ``<namespace>.bm25.npz`` per namespace (no pickles) holds the live
+documents in compressed-sparse-row form: ``ids``, ``lengths`` (tokens per
+document), the vocabulary, and for document ``d`` the term numbers
+``term[ptr[d]:ptr[d+1]]`` with their counts ``tf``. Loading rebuilds the
+postings with a few vectorised numpy operations (no tokenizing, no Python
+loop per document); a document's ``(term, tf)`` pairs are only turned into
+Python objects when that document is replaced or removed (``TermRows``).
+
+The metadata records the change-feed checkpoint the snapshot reflects
+(``fastcore.checkpoint``); files are read under a shared and written under
+an exclusive directory lock, and a file is only replaced by a view at least
+as new.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ...errors import BackendUnavailable, ConfigurationError
+from ...fastcore.checkpoint import Checkpoint, file_checkpoint, supersedes
+from ...fastcore.files import atomic_write, dir_lock, file_stem
+
+__all__ = ["SUFFIX", "Snapshot", "SnapshotFiles", "TermRows"]
+
+SUFFIX = ".bm25.npz"
+FORMAT = 1
+Terms = tuple[tuple[str, int], ...]
+I32 = npt.NDArray[np.int32]
+
+
+class TermRows:
+    """The ``(term, tf)`` pairs of each slot: the loaded ones read lazily from
+    the snapshot's arrays, later ones appended as tuples."""
+
+    def __init__(
+        self, vocab: list[str] | None = None, ptr: Any = None, term: Any = None, tf: Any = None
+    ) -> None:
+        self._vocab = vocab or []
+        self._ptr: list[int] = [] if ptr is None else ptr.tolist()
+        self._term = term
+        self._tf = tf
+        self._base = max(0, len(self._ptr) - 1)
+        self._rows: list[Terms] = []
+
+    def __len__(self) -> int:
+        return self._base + len(self._rows)
+
+    def __getitem__(self, slot: int) -> Terms:
+        if slot >= self._base:
+            return self._rows[slot - self._base]
+        a, b = self._ptr[slot], self._ptr[slot + 1]
+        vocab = self._vocab
+        return tuple(zip([vocab[t] for t in self._term[a:b].tolist()], self._tf[a:b].tolist(), strict=True))
+
+    def append(self, row: Terms) -> None:
+        self._rows.append(row)
+
+
+@dataclass
+class Snapshot:
+    """One namespace's documents as stored (see module docstring)."""
+
+    namespace: str
+    ids: list[str]
+    lengths: I32
+    vocab: list[str]
+    ptr: npt.NDArray[np.int64]
+    term: I32
+    tf: I32
+    meta: dict[str, Any]
+
+    def postings(self) -> Iterator[tuple[str, I32, I32]]:
+        """``(term, slots, tfs)`` per vocabulary term, slots ascending."""
+        doc_of = np.repeat(np.arange(len(self.ids), dtype=np.int32), np.diff(self.ptr))
+        order = np.argsort(self.term, kind="stable")
+        counts = np.bincount(self.term, minlength=len(self.vocab))
+        bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
+        docs, tfs = doc_of[order], self.tf[order]
+        for t, word in enumerate(self.vocab):
+            if bounds[t + 1] > bounds[t]:
+                yield word, docs[bounds[t] : bounds[t + 1]], tfs[bounds[t] : bounds[t + 1]]
+
+    @classmethod
+    def build(
+        cls,
+        namespace: str,
+        ids: list[str],
+        lengths: list[int],
+        postings: Iterator[tuple[str, I32, I32]],
+    ) -> Snapshot:
+        """From the live documents (slots ``0..n-1``) and each term's postings
+        over those slots (other slot numbers: negative, dropped)."""
+        vocab: list[str] = []
+        docs, terms, tfs = [], [], []
+        for word, slots, tf in postings:
+            keep = slots >= 0
+            if not keep.any():
+                continue
+            docs.append(slots[keep])
+            terms.append(np.full(int(keep.sum()), len(vocab), dtype=np.int32))
+            tfs.append(tf[keep])
+            vocab.append(word)
+        doc = np.concatenate(docs).astype(np.int64) if docs else np.zeros(0, dtype=np.int64)
+        term = np.concatenate(terms) if terms else np.zeros(0, dtype=np.int32)
+        tf_all = np.concatenate(tfs).astype(np.int32) if tfs else np.zeros(0, dtype=np.int32)
+        order = np.lexsort((term, doc))
+        ptr = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(doc, minlength=len(ids)), out=ptr[1:])
+        return cls(
+            namespace, ids, np.asarray(lengths, dtype=np.int32), vocab, ptr, term[order], tf_all[order], {}
+        )
+
+    def save(self, out: IO[bytes], extra: dict[str, Any]) -> None:
+        meta = {**extra, "format": FORMAT, "namespace": self.namespace}
+        np.savez(
+            out,
+            ids=_json(self.ids),
+            vocab=_json(self.vocab),
+            lengths=self.lengths,
+            ptr=self.ptr,
+            term=self.term,
+            tf=self.tf,
+            meta=_json(meta),
+        )
+
+    @classmethod
+    def load(cls, source: IO[bytes]) -> Snapshot:
+        with np.load(source, allow_pickle=False) as data:
+            meta = json.loads(data["meta"].tobytes())
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"unknown keyword snapshot format {meta.get('format')!r}")
+            snap = cls(
+                str(meta["namespace"]),
+                [str(i) for i in json.loads(data["ids"].tobytes())],
+                data["lengths"].astype(np.int32),
+                [str(t) for t in json.loads(data["vocab"].tobytes())],
+                data["ptr"].astype(np.int64),
+                data["term"].astype(np.int32),
+                data["tf"].astype(np.int32),
+                meta,
+            )
+        if len(snap.ptr) != len(snap.ids) + 1 or len(snap.lengths) != len(snap.ids):
+            raise ValueError("keyword snapshot arrays do not agree in length")
+        return snap
+
+
+def _json(value: Any) -> npt.NDArray[np.uint8]:
+    return np.frombuffer(json.dumps(value, separators=(",", ":")).encode(), dtype=np.uint8)
+
+
+class SnapshotFiles:
+    """The directory of snapshot files, shared by processes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _file(self, namespace: str) -> Path:
+        return self.path / f"{file_stem(namespace)}{SUFFIX}"
+
+    def load_all(self) -> list[tuple[Snapshot, Checkpoint | None]]:
+        if not self.path.exists():
+            return []
+        out = []
+        with dir_lock(self.path, exclusive=False):
+            for file in sorted(self.path.glob(f"*{SUFFIX}")):
+                try:
+                    with open(file, "rb") as source:
+                        snap = Snapshot.load(source)
+                except (OSError, ValueError, KeyError) as exc:
+                    raise ConfigurationError(f"cannot read keyword snapshot {file}: {exc}") from exc
+                out.append((snap, file_checkpoint(snap.meta)))
+        return out
+
+    def _on_disk(self, file: Path) -> Checkpoint | None:
+        try:
+            with open(file, "rb") as source, np.load(source, allow_pickle=False) as data:
+                return file_checkpoint(json.loads(data["meta"].tobytes()))
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def write(self, items: dict[str, Snapshot | None], mark: Checkpoint | None) -> None:
+        """Write each namespace's snapshot (``None``: remove its file) unless
+        the file on disk is newer than ``mark``; all under the directory lock."""
+        if not items:
+            return
+        extra = {"checkpoint": None if mark is None else list(mark)}
+        try:
+            with dir_lock(self.path):
+                for namespace, snap in items.items():
+                    file = self._file(namespace)
+                    if supersedes(self._on_disk(file), mark):
+                        continue
+                    if snap is None:
+                        file.unlink(missing_ok=True)
+                    else:
+                        atomic_write(file, functools.partial(snap.save, extra=extra))
+        except OSError as exc:
+            raise BackendUnavailable("keyword index", f"cannot write {self.path}: {exc}") from exc
