@@ -17,6 +17,7 @@ from .core import SomaFractalMemoryEnterprise
 from .errors import BackendUnavailable, ConfigurationError, InvalidInput
 from .eventing.config import KafkaSettings
 from .services.backends import Backends, Options
+from .services.follower import IndexFollower
 from .settings import Settings
 
 __all__ = ["MemoryMode", "create_backends", "create_memory_system"]
@@ -131,6 +132,26 @@ def _fail_fast(adapter: Any, service: str, setting: str) -> None:
         raise BackendUnavailable(service, exc.detail or str(exc), setting) from None
 
 
+def _follower(backends: Backends, shared: bool, interval_ms: int) -> IndexFollower | None:
+    """An ``IndexFollower`` where the canonical store is shared between processes
+    (a SQLite file, PostgreSQL) but the vector or keyword index lives in this
+    process, and this process indexes its own writes (no event workers)."""
+    vectors_local = backends.vectors.name in ("fast", "memory")
+    keywords_local = backends.keywords.name == "memory"
+    if not shared or not backends.options.index_synchronously or not (vectors_local or keywords_local):
+        return None
+    return IndexFollower(
+        backends.kv,
+        backends.vectors,
+        backends.keywords,
+        backends.embedder,
+        backends.embeddings,
+        vectors_local=vectors_local,
+        keywords_local=keywords_local,
+        interval=max(0, interval_ms) / 1000.0,
+    )
+
+
 def create_backends(
     mode: MemoryMode | str | None = None,
     config: dict[str, Any] | None = None,
@@ -154,6 +175,7 @@ def create_backends(
     # canonical store, graph and keyword index
     canonical: Any
     keywords: Any
+    embeddings: Any = None
     if pg_url:
         schema = w.pg_cfg.get("schema")
         canonical = load("kv", "postgres")(pg_url, schema=schema, max_size=s.postgres_pool_max)
@@ -165,10 +187,11 @@ def create_backends(
     elif mode is MemoryMode.DEVELOPMENT and not w.test_wiring:
         root = w.data_dir()
         canonical = load("kv", "sqlite")(root / "memories.db")
+        embeddings = load("embeddings", "sqlite")(database=canonical.database)  # vectors shared by processes
         if _section(config, "keyword").get("backend") == "sqlite":
             keywords = load("keyword", "sqlite")(root / "keywords.db")
-        else:  # in-process BM25, rebuilt from the canonical store at start (fast queries)
-            keywords = load("keyword", "memory")()
+        else:  # in-process BM25 (fast queries), saved to snapshot files, caught up at start
+            keywords = load("keyword", "memory")(root / "keywords")
         graph = canonical
     else:
         canonical = load("kv", "memory")()
@@ -245,7 +268,7 @@ def create_backends(
         read_your_writes=bool(w.event_cfg.get("read_your_writes", s.read_your_writes)),
         index_wait_timeout=float(w.event_cfg.get("read_your_writes_timeout", s.read_your_writes_timeout)),
     )
-    return Backends(
+    backends = Backends(
         kv=kv,
         graph=graph,
         vectors=vectors,
@@ -257,7 +280,12 @@ def create_backends(
         embedder=embedder,
         mode=mode.value,
         options=options,
+        embeddings=embeddings,
     )
+    shared = bool(pg_url) or (mode is MemoryMode.DEVELOPMENT and not w.test_wiring)
+    sync_ms = w.config.get("sync_interval_ms", s.sync_interval_ms)
+    backends.follower = _follower(backends, shared, int(sync_ms))
+    return backends
 
 
 def create_memory_system(
@@ -266,6 +294,8 @@ def create_memory_system(
     """A ready memory system for one namespace (SPEC section 3)."""
     backends = create_backends(mode, config)
     memory = SomaFractalMemoryEnterprise(namespace, backends)
-    if backends.options.reconcile_on_start:
+    if backends.follower is not None:  # snapshots + the changes since, or a full reconcile
+        backends.follower.start([memory.namespace])
+    elif backends.options.reconcile_on_start:
         memory.reconcile()  # heals indexes after a crash; other namespaces heal on first use by the API
     return memory

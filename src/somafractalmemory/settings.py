@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     fast_core: bool | None = Field(
         None, alias="SFM_FAST_CORE", description="1 = fast core vector index, 0 = reference in-process store"
     )
+    sync_interval_ms: int = Field(
+        200,
+        alias="SOMA_SYNC_INTERVAL_MS",
+        description="longest a recall may miss another process's writes (0 = check before every read)",
+    )
     ann_threshold: int = Field(
         20_000,
         alias="SOMA_ANN_THRESHOLD",

@@ -100,10 +100,11 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, every: fl
 
 
 def soma_worker(config_file: Path, *args: str) -> subprocess.Popen[bytes]:
-    """``soma --mode evented_enterprise --config FILE worker ARGS`` as a subprocess."""
+    """``soma --json --mode evented_enterprise --config FILE worker ARGS`` as a subprocess
+    (it prints its counters as JSON when it exits)."""
     soma = str(Path(sys.executable).with_name("soma"))
     return subprocess.Popen(
-        [soma, "--mode", "evented_enterprise", "--config", str(config_file), "worker", *args],
+        [soma, "--json", "--mode", "evented_enterprise", "--config", str(config_file), "worker", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import psycopg
 import pytest
 
 from somafractalmemory.adapters.postgres import PostgresStore

@@ -114,7 +114,7 @@ def test_read_your_writes(stack: dict[str, Any], pg_schema: tuple[str, str]) -> 
     )
     try:
         started = time.monotonic()
-        with pytest.raises(BackendUnavailable, match="not indexed within 0.3s"):
+        with pytest.raises(BackendUnavailable, match=r"not indexed within 0\.3s"):
             waiting.store_memory((9, 9.0), {"text": "nobody indexes me"})
         assert time.monotonic() - started < 3
         assert (waiting.retrieve((9, 9.0)) or {})["text"] == "nobody indexes me"

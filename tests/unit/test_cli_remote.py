@@ -17,13 +17,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from somafractalmemory.cli.context import runs_remotely
 from somafractalmemory.cli.main import cli
@@ -118,9 +119,7 @@ def ns() -> str:
     return f"r{uuid.uuid4().hex[:10]}"
 
 
-def soma(
-    *args: str, stdin: str | None = None, cwd: Path | None = None, **env: str
-) -> subprocess.CompletedProcess[str]:
+def soma(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     assert SOMA.exists(), f"console script not installed at {SOMA}"
     return subprocess.run(
         [str(SOMA), *args],
@@ -128,7 +127,6 @@ def soma(
         capture_output=True,
         text=True,
         env=_env(**env),
-        cwd=cwd,
         timeout=60,
     )
 
@@ -258,22 +256,48 @@ PHASES: list[tuple[str, list[Step]]] = [
 SCRIPT: list[Step] = [step for _, steps in PHASES for step in steps]
 
 
-def _run_script(prefix: list[str], ns: str, own_dir: Path, **env: str) -> list[tuple[int, Any, str]]:
-    def run(step: Step) -> tuple[int, Any, str]:
+Outcome = tuple[int, Any, str]  # exit code, normalized JSON document, "error: <field>" of an error
+Call = Callable[[list[str], str | None], tuple[int, str, str]]  # (args, stdin) -> (code, stdout, stderr)
+
+
+def _run_script(call: Call, ns: str, own_dir: Path, concurrently: bool) -> list[Outcome]:
+    def run(step: Step) -> Outcome:
         args, stdin, _ = step
         filled = [a.replace("{ns}", ns).replace("{dir}", str(own_dir)) for a in args]
-        proc = soma(*prefix, "--json", "-n", ns, *filled, stdin=stdin, **env)
-        assert "Traceback" not in proc.stderr, proc.stderr
-        document = json.loads(proc.stdout) if proc.stdout.strip() else None
+        code, stdout, stderr = call(["--json", "-n", ns, *filled], stdin)
+        assert "Traceback" not in stderr, stderr
+        document = json.loads(stdout) if stdout.strip() else None
         # an error's first words: "error: <field>:" (the server's wording of a bound may differ)
-        error = ":".join(proc.stderr.split(":")[:2]) if proc.returncode else ""
-        return proc.returncode, normalize(document), error
+        error = ":".join(stderr.split(":")[:2]) if code else ""
+        return code, normalize(document), error
 
-    results = []
+    results: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=3) as pool:
         for how, steps in PHASES:
-            results += pool.map(run, steps) if how == "parallel" else [run(step) for step in steps]
+            parallel = concurrently and how == "parallel"
+            results += pool.map(run, steps) if parallel else [run(step) for step in steps]
     return results
+
+
+def _remote_call(url: str) -> Call:
+    def call(args: list[str], stdin: str | None) -> tuple[int, str, str]:
+        proc = soma("--url", url, *args, stdin=stdin)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return call
+
+
+def _local_call(data_dir: Path) -> Call:
+    """Local mode in this process (a fresh memory system per command, as ``soma`` builds)."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith(_SCRUB)}
+    env.update(SOMA_DATA_DIR=str(data_dir), SOMA_FORCE_HASH_EMBEDDINGS="1")
+
+    def call(args: list[str], stdin: str | None) -> tuple[int, str, str]:
+        result = CliRunner().invoke(cli, args, input=stdin, env=env)
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+    return call
 
 
 def test_every_command_gives_the_same_answer_locally_and_remotely(
@@ -281,10 +305,10 @@ def test_every_command_gives_the_same_answer_locally_and_remotely(
 ) -> None:
     (tmp_path / "local").mkdir()
     (tmp_path / "remote").mkdir()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        local = pool.submit(_run_script, [], ns, tmp_path / "local", SOMA_DATA_DIR=str(local_dir))
-        remote = pool.submit(_run_script, ["--url", server], ns, tmp_path / "remote")
-        local_results, remote_results = local.result(), remote.result()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        remote = pool.submit(_run_script, _remote_call(server), ns, tmp_path / "remote", True)
+        local_results = _run_script(_local_call(local_dir), ns, tmp_path / "local", False)
+        remote_results = remote.result()
 
     problems = []
     for (args, _, code), mine, theirs in zip(SCRIPT, local_results, remote_results, strict=True):
@@ -325,19 +349,25 @@ def test_remote_output_is_the_local_output(server: str, local_dir: Path, ns: str
         {"coord": [1, 2], "payload": {"text": "same words"}, "type": "semantic"},
         {"coord": [3, 4], "payload": {"text": "other words"}, "type": "semantic"},
     ]
-    for mode in (["--data-dir", str(local_dir)], ["--url", server]):
-        assert ok(*mode, "-n", ns, "store-bulk", "-", stdin=json.dumps(items)).startswith("stored 2 memories")
-        ok(*mode, "-n", ns, "link", "1,2", "3,4")
+    local, remote = _local_call(local_dir), _remote_call(server)
+    for call in (local, remote):
+        assert call(["-n", ns, "store-bulk", "-"], json.dumps(items))[:2] == (
+            0,
+            f"stored 2 memories from 2 items in namespace '{ns}'\n",
+        )
+        assert call(["-n", ns, "link", "1,2", "3,4"], None)[0] == 0
     for args in (
         ["range", "--min", "0,0", "--max", "5,5"],
         ["neighbors", "1,2", "--direction", "both"],
         ["path", "1,2", "3,4"],
         ["recall", "same"],
         ["recall-batch", "same", "other"],
+        ["health", "--ready"],
         ["delete", "3,4"],
     ):
-        local = ok("--data-dir", str(local_dir), "-n", ns, *args)
-        assert ok("--url", server, "-n", ns, *args) == local, args
+        code, out, _ = local(["-n", ns, *args], None)
+        assert code == 0 and out.count("\n") >= 1, (args, out)
+        assert remote(["-n", ns, *args], None) == (0, out, ""), args
     stored = ok("--url", server, "-n", ns, "store", "1,2", '{"text": "v2"}', "--type", "semantic")
     assert stored.startswith("stored semantic memory at 1,2 (version 2, id ")
 
@@ -356,28 +386,43 @@ def test_export_and_import_stream_through_stdin_and_stdout(server: str, ns: str)
     assert json.loads(ok("--url", server, "-n", ns + "-b", "--json", "path", "1", "2"))["hops"] == 1
 
 
-def test_server_only_and_local_only_commands(server: str, local_dir: Path) -> None:
-    assert {name for name, command in cli.commands.items() if runs_remotely(command)} == REMOTE_COMMANDS
-
+def test_server_only_commands(server: str) -> None:
     metrics = ok("--url", server, "metrics")
     assert "# TYPE soma_http_requests_total counter" in metrics
     assert json.loads(ok("--url", server, "--json", "metrics"))["metrics"].startswith("# HELP")
-    assert "soma metrics needs a server: give --url" in fails(2, "metrics", SOMA_DATA_DIR=str(local_dir))
     assert json.loads(ok("--url", server, "--json", "health", "--live")) == {"status": "ok"}
-    assert "needs a server" in fails(2, "health", "--live", SOMA_DATA_DIR=str(local_dir))
 
+
+def _invoke(*args: str) -> tuple[int, str]:
+    """Run ``soma`` in this process: for refusals, which happen before any backend or request."""
+    result = CliRunner().invoke(cli, list(args), env={"SOMA_URL": None, "SOMA_API_KEY": None})
+    return result.exit_code, result.output
+
+
+def test_local_only_commands_and_options_refuse_a_url() -> None:
+    assert {name for name, command in cli.commands.items() if runs_remotely(command)} == REMOTE_COMMANDS
     local_only = sorted(set(cli.commands) - REMOTE_COMMANDS)
     assert {"decay", "consolidate", "reindex", "serve", "mcp"} <= set(local_only)
-
-    def refused(name: str) -> str:
-        return fails(2, "--url", server, name)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for name, message in zip(local_only, pool.map(refused, local_only), strict=True):
-            assert f"error: --url: soma {name} needs local mode" in message, message
-    assert "Usage: soma decay" in ok("--url", server, "decay", "--help")
-    assert "error: --mode: chooses local backends" in fails(2, "--url", server, "--mode", "test", "stats")
-    assert "error: --data-dir:" in fails(2, "--url", server, "--data-dir", str(local_dir), "stats")
+    url = "http://127.0.0.1:9"  # never reached: the refusal comes first
+    for name in local_only:
+        assert _invoke("--url", url, name) == (
+            2,
+            f"error: --url: soma {name} needs local mode (it runs on the backends directly); "
+            "drop --url and SOMA_URL\n",
+        )
+    code, output = _invoke("--url", url, "decay", "--help")
+    assert code == 0 and "decay [OPTIONS]" in output
+    for option, value in (("--mode", "test"), ("--data-dir", "/tmp"), ("--config", "{}")):
+        assert _invoke("--url", url, option, value, "stats") == (
+            2,
+            f"error: {option}: chooses local backends; the server at --url uses its own settings\n",
+        )
+    assert _invoke("--api-key", "k", "stats")[0] == 2
+    assert _invoke("metrics") == (
+        2,
+        "error: --url: soma metrics needs a server: give --url (or set SOMA_URL)\n",
+    )
+    assert _invoke("health", "--live")[1].startswith("error: --url: soma health --live needs a server")
 
 
 def test_url_from_the_environment_and_the_servers_namespace(server: str) -> None:

@@ -30,6 +30,7 @@ ADAPTERS: dict[tuple[str, str], Row] = {
     ("keyword", "memory"): Row("adapters.memory.keyword", "InMemoryKeywordIndex", None, None),
     ("keyword", "sqlite"): Row("adapters.sqlite.keyword", "SQLiteKeywordIndex", None, None),
     ("keyword", "postgres"): Row("adapters.postgres.keyword", "PostgresKeywordIndex", "postgres", "psycopg"),
+    ("embeddings", "sqlite"): Row("adapters.sqlite.embeddings", "SQLiteEmbeddingStore", None, None),
     ("vector", "memory"): Row("adapters.memory.vectors", "InMemoryVectorStore", None, None),
     ("vector", "fast"): Row("fastcore.store", "FastCoreVectorStore", None, None),
     ("vector", "qdrant"): Row("adapters.qdrant.store", "QdrantVectorStore", "qdrant", "qdrant-client"),

@@ -62,7 +62,9 @@ def _start(settings: Settings, injected: Backends | None, metrics: ApiMetrics) -
     try:
         root = SomaFractalMemoryEnterprise(keys.default_namespace, backends)
         cores = NamespaceCores(root)
-        if injected is None and backends.options.reconcile_on_start:
+        if injected is None and backends.follower is not None:  # snapshots + changes since, per namespace
+            backends.follower.start([root.namespace])
+        elif injected is None and backends.options.reconcile_on_start:
             for namespace in sorted(set(backends.kv.namespaces()) | {root.namespace}):
                 cores.get(namespace).reconcile()
         limiter = RateLimit(

@@ -49,7 +49,7 @@ def new_request_id(incoming: str | None) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "message", "request_id", ...extra fields}``."""
+    """``{"ts", "level", "logger", "message", "pid", "request_id", ...extra fields}``."""
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
@@ -58,6 +58,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which worker process (soma serve --workers N)
         }
         request_id = getattr(record, "request_id", None) or request_id_var.get()
         if request_id:

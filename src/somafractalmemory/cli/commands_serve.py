@@ -98,12 +98,6 @@ def serve(
         click.echo(
             f"warning: test mode keeps everything in each process; {workers} workers share nothing", err=True
         )
-    elif workers > 1 and mode == "development" and not (settings.qdrant_url or settings.qdrant_host):
-        click.echo(
-            f"warning: development mode keeps its vector index in each process; with {workers} workers "
-            "a recall may miss vectors stored through another worker (use --workers 1, or a Qdrant server)",
-            err=True,
-        )
     _exit_zero_when_stopped()
     uvicorn.run(
         APP_FACTORY,

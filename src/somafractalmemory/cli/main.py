@@ -191,6 +191,8 @@ def cli(
 ) -> None:
     """Soma Fractal Memory: store, recall, link and locate memories of AI agents."""
     url = (url or "").strip() or None
+    if url is None and ctx.get_parameter_source("api_key") is click.core.ParameterSource.COMMANDLINE:
+        raise InvalidInput("--api-key", "is sent to a server: give --url (or set SOMA_URL) too")
     source = ctx.get_parameter_source("namespace")
     ctx.obj = State(
         mode=mode,

@@ -114,6 +114,7 @@ class IndexFollower:
         self.stats = {"catch_ups": 0, "changes": 0, "skipped": 0, "indexed": 0, "embedded": 0, "removed": 0}
         self._clock = clock
         self._next_check = 0.0
+        self._closed = False
         self._pending: dict[tuple[str, str], float] = {}  # waiting for the writer's vector: deadline
         local: list[object] = [x for x, on in ((vectors, vectors_local), (keywords, keywords_local)) if on]
         snapshots: list[ISnapshotIndex] = [x for x in local if isinstance(x, ISnapshotIndex)]
@@ -174,7 +175,10 @@ class IndexFollower:
                 snapshot.set_checkpoint(feed, self.cursor)
 
     def close(self) -> None:
-        self.checkpoint()
+        """Checkpoint once; later calls do nothing (the stores may be closed)."""
+        if not self._closed:
+            self._closed = True
+            self.checkpoint()
 
     # -- applying -----------------------------------------------------------
     def _catch_up(self) -> int:

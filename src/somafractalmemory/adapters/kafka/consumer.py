@@ -41,6 +41,8 @@ class KafkaEventConsumer:
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 4),
             "max.poll.interval.ms": max_poll_interval_ms,
+            # notice a topic that (re)appears, e.g. created after the workers started
+            "topic.metadata.refresh.interval.ms": 5000,
             "log_level": 2,
             "error_cb": error_logger("consumer"),
         }

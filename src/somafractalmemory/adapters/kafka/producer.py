@@ -4,14 +4,16 @@ The producer is idempotent (``enable.idempotence``, ``acks=all``): the
 broker drops the duplicates of its own retries, and messages of one key
 keep their order. ``send`` waits until every message is acknowledged or
 ``delivery_timeout`` has passed (librdkafka's ``message.timeout.ms``), so
-nothing is left queued when it returns or raises. A fatal producer error
-(e.g. the broker lost the producer's state) replaces the client; the caller
-(the outbox relay) simply tries again later.
+nothing is left queued when it returns or raises. After any failed send
+the client is replaced (it may be wedged, e.g. by a broker that lost the
+producer's state); the caller (the outbox relay) simply tries again later.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,27 +71,31 @@ class KafkaEventProducer:
                             break
                         except BufferError:  # local queue full: let deliveries drain
                             producer.poll(0.05)
-                left = producer.flush(self.delivery_timeout + 5.0)
+                # poll in short steps (a bounded wait even when the client is wedged)
+                deadline = time.monotonic() + self.delivery_timeout + 5.0
+                while len(producer) and time.monotonic() < deadline:
+                    producer.poll(0.05)
+                left = len(producer)
             except KafkaException as exc:
-                self._recover(exc.args[0] if exc.args else None)
+                self._replace()
                 raise unavailable(exc.args[0] if exc.args else exc) from None
             if left or failures:
-                self._recover(next((f for f in failures if f.fatal()), None))
+                self._replace()
                 reason = failures[0] if failures else f"{left} messages not acknowledged in time"
                 raise unavailable(reason)
 
-    def _recover(self, err: Any) -> None:
-        """After a fatal error the client is unusable: start a new one."""
-        fatal = isinstance(err, KafkaError) and err.fatal()
-        if fatal:
-            self._producer = ck.Producer(self._conf)
-        else:
-            self._producer.purge(in_queue=True, in_flight=False)
-            self._producer.poll(0)
+    def _replace(self) -> None:
+        """After a failed send the client may hold late retries or a fatal
+        state (e.g. a broker that lost the producer's id): drop whatever it
+        still holds and start a new one, so the next send starts clean."""
+        old, self._producer = self._producer, ck.Producer(self._conf)
+        with contextlib.suppress(KafkaException, RuntimeError):
+            old.purge(in_queue=True, in_flight=True)
+            old.poll(0)
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._producer.flush(self.delivery_timeout)
+            self._producer.flush(1.0)  # sends are synchronous: nothing should be left

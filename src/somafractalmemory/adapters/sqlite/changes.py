@@ -62,7 +62,10 @@ class ChangeFeedMethods:
         return int(row[0] or 0)
 
     def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[Change]]:
-        sql = "SELECT seq, namespace, id, version, action FROM memory_changes WHERE seq > ? ORDER BY seq LIMIT ?"
+        sql = (
+            "SELECT seq, namespace, id, version, action FROM memory_changes "
+            "WHERE seq > ? ORDER BY seq LIMIT ?"
+        )
         with self._db.read() as conn:
             rows = conn.execute(sql, (int(seq), max(1, int(limit)))).fetchall()
         changes = [Change(int(r[0]), r[1], r[2], int(r[3]), r[4]) for r in rows]
