@@ -1,10 +1,11 @@
 """``soma --url``: the CLI against a real ``soma serve``, compared with local mode.
 
-One server (development mode, its own data directory) serves the module. The
-congruence test runs the same script of commands twice, locally (its own
-data directory) and against the server, and compares exit codes and the
-``--json`` documents: equal, up to timestamps and latencies. A second server
-with API keys checks ``--api-key``.
+One server (development mode, its own data directory) serves the module; the
+remote commands run as ``soma --url ...`` subprocesses. The congruence test
+runs the same script of commands twice, locally (in this process, on a data
+directory of its own) and against the server, and compares exit codes and
+the ``--json`` documents: equal, up to timestamps and latencies. A second
+server with API keys checks ``--api-key``.
 """
 
 from __future__ import annotations

@@ -175,6 +175,20 @@ def test_restart_replays_only_the_changes_since_the_snapshots(opened: Processes,
     assert c.backends.vectors.count(NS) == 30 and c.backends.keywords.count(NS) == 30
 
 
+def test_a_full_reconcile_is_saved_for_the_next_start(opened: Processes, tmp_path: Path) -> None:
+    a = opened()
+    a.store_memories_bulk([((i,), {"text": f"memory {i}"}) for i in range(10)])
+    opened.close(a)
+    for name in ("vectors", "keywords"):
+        shutil.rmtree(tmp_path / "data" / name)
+    b = opened()  # no snapshots: a full reconcile, then nothing changes
+    assert b.backends.vectors.count(NS) == 10
+    opened.close(b)
+    c = opened()
+    assert follower(c).start() == {"replayed_namespaces": 1, "changes": 0, "reconciled_namespaces": 0}
+    assert texts(c.recall("memory 4", top_k=1)) == ["memory 4"]
+
+
 def test_snapshots_of_another_database_are_discarded(opened: Processes, tmp_path: Path) -> None:
     a = opened()
     a.store_memory((1,), {"text": "from the old database"})
@@ -210,6 +224,43 @@ def test_an_older_view_never_overwrites_a_newer_snapshot(tmp_path: Path) -> None
     other.set_checkpoint("another feed", 1)  # another database: its view wins
     other.close()
     assert FastCoreVectorStore(2, tmp_path).checkpoints() == {NS: ("another feed", 1)}
+
+
+class GatedEmbedder:
+    """The real embedder, except that embedding ``trigger`` waits for ``gate``:
+    holds a writer between its canonical write and its indexing."""
+
+    def __init__(self, inner: Any, trigger: str) -> None:
+        self.inner, self.trigger = inner, trigger
+        self.model_id, self.dim = inner.model_id, inner.dim
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def embed(self, texts: Any) -> Any:
+        if any(self.trigger in t for t in texts):
+            self.entered.set()
+            assert self.gate.wait(10)
+        return self.inner.embed(texts)
+
+
+def test_a_catch_up_never_overtakes_a_write_being_indexed(opened: Processes) -> None:
+    a, b = opened(), opened()
+    a.store_memory((1,), {"text": "version one"})
+    b.recall("version")
+    gated = GatedEmbedder(b.indexer.embedder, "version two")
+    b.indexer.embedder = gated
+    writer = threading.Thread(target=b.store_memory, args=((1,), {"text": "version two"}))
+    writer.start()
+    assert gated.entered.wait(10)  # b committed version 2 and is embedding it
+    a.store_memory((1,), {"text": "version three"})  # another process commits version 3
+    reader = threading.Thread(target=b.recall, args=("version",))
+    reader.start()  # its catch-up must wait for b's write to be indexed
+    reader.join(0.3)
+    gated.gate.set()
+    writer.join()
+    reader.join()
+    follower(b).sync(force=True)
+    assert b.backends.vectors.versions(NS) == {memory_id(NS, (1.0,)): 3}
+    assert texts(b.keyword_search("three")) == ["version three"] and b.keyword_search("two") == []
 
 
 def test_concurrent_writers_leave_every_index_at_the_stored_version(opened: Processes) -> None:

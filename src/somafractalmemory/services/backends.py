@@ -72,7 +72,7 @@ class Backends:
     @property
     def index_lock(self) -> AbstractContextManager[Any]:
         """Held from a canonical write until its indexing is done (see ``services.follower``)."""
-        return _NO_LOCK
+        return self.follower.lock if self.follower is not None else _NO_LOCK
 
     def close(self) -> None:
         """Catch up and checkpoint, flush derived indexes and close every adapter once."""

@@ -115,6 +115,7 @@ class IndexFollower:
         self._clock = clock
         self._next_check = 0.0
         self._closed = False
+        self._feed: str | None = None
         self._pending: dict[tuple[str, str], float] = {}  # waiting for the writer's vector: deadline
         local: list[object] = [x for x, on in ((vectors, vectors_local), (keywords, keywords_local)) if on]
         snapshots: list[ISnapshotIndex] = [x for x in local if isinstance(x, ISnapshotIndex)]
@@ -125,6 +126,7 @@ class IndexFollower:
         """Bring every namespace's indexes up to date at open (see module docstring)."""
         with self.lock:
             feed, head = self.kv.change_feed_id(), self.kv.change_seq()
+            self._feed = feed
             marks = [s.checkpoints() for s in self._snapshots]
             names = set(self.kv.namespaces()) | set(namespaces) | {ns for m in marks for ns in m}
             replay: dict[str, int] = {}
@@ -138,9 +140,10 @@ class IndexFollower:
                     for snapshot in self._snapshots:  # files of another database: start over
                         snapshot.discard(ns)
                 full.append(ns)
+            self.cursor = min([head, *replay.values()])
+            self._mark()  # true already: what a reconcile writes reflects at least ``head``
             for ns in full:
                 self._reconciler.reconcile(ns, self.kv)
-            self.cursor = min([head, *replay.values()])
             replayed = self._catch_up()
             log.info(
                 "indexes opened: %d namespaces replayed %d changes, %d reconciled",
@@ -170,9 +173,7 @@ class IndexFollower:
             self._catch_up()
             if self._pending:
                 self._retry_pending(wait=False)
-            feed = self.kv.change_feed_id()
-            for snapshot in self._snapshots:
-                snapshot.set_checkpoint(feed, self.cursor)
+            self._mark()
 
     def close(self) -> None:
         """Checkpoint once; later calls do nothing (the stores may be closed)."""
@@ -195,7 +196,17 @@ class IndexFollower:
             self.stats["changes"] += applied
         if self._pending:
             self._retry_pending(wait=True)
+        if applied and not self._pending:
+            self._mark()
         return applied
+
+    def _mark(self) -> None:
+        """Tell the snapshots they reflect every change up to the cursor (true
+        when nothing waits; any flush from now on records it)."""
+        if self._feed is None:
+            self._feed = self.kv.change_feed_id()
+        for snapshot in self._snapshots:
+            snapshot.set_checkpoint(self._feed, self.cursor)
 
     def _apply(self, changes: Sequence[Change]) -> None:
         last: dict[str, dict[str, Change]] = {}

@@ -99,12 +99,19 @@ class KafkaEventConsumer:
             assignment = self._consumer.assignment()
             if not assignment:
                 return 0
-            positions = self._consumer.position(assignment)
+            # where nothing was consumed yet, the position is unknown: count from the
+            # group's committed offset, else from the start of the partition
+            at = {(tp.topic, tp.partition): tp.offset for tp in self._consumer.position(assignment)}
+            unknown = [TopicPartition(t, p) for (t, p), offset in at.items() if offset < 0]
+            if unknown:
+                for tp in self._consumer.committed(unknown, timeout=5.0):
+                    at[(tp.topic, tp.partition)] = tp.offset
             total = 0
-            for tp in positions:
-                low, high = self._consumer.get_watermark_offsets(tp, timeout=5.0, cached=False)
-                at = tp.offset if tp.offset >= 0 else low
-                total += max(0, high - at)
+            for (topic, partition), offset in at.items():
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=5.0, cached=False
+                )
+                total += max(0, high - (offset if offset >= 0 else low))
             return total
         except KafkaException as exc:
             raise unavailable(exc.args[0] if exc.args else exc) from None

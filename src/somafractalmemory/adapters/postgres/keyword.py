@@ -18,6 +18,7 @@ with ``N``, ``df`` and ``avgdl`` taken over the namespace; ties by id.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 
@@ -31,6 +32,8 @@ K1 = 1.2
 B = 0.75
 MAX_TF = 256
 MAX_LEXEME_BYTES = 2046
+#: Seconds the document count and mean length of a namespace are cached.
+STATS_TTL = 10.0
 
 _INDEX = """
 INSERT INTO keyword_docs (namespace, id, tsv, doc_len)
@@ -43,8 +46,7 @@ ON CONFLICT (namespace, id) DO UPDATE SET tsv = EXCLUDED.tsv, doc_len = EXCLUDED
 # document frequency is its number of hits: no extra pass per term.
 _SEARCH = """
 WITH stats AS MATERIALIZED (
-    SELECT count(*)::float8 AS n, coalesce(avg(doc_len), 0)::float8 AS avgdl
-    FROM keyword_docs WHERE namespace = %(ns)s
+    SELECT %(n)s::float8 AS n, %(avgdl)s::float8 AS avgdl
 ), hits AS MATERIALIZED (
     SELECT d.id, d.doc_len::float8 AS doc_len, u.lexeme, cardinality(u.positions)::float8 AS tf
     FROM keyword_docs d CROSS JOIN LATERAL unnest(d.tsv) AS u(lexeme, positions, weights)
@@ -94,6 +96,25 @@ class PostgresKeywordIndex:
         else:
             self._pool = PostgresPool(url_or_pool, schema=schema, max_size=max_size)
             self._owns_pool = True
+        self._stats_cache: dict[str, tuple[float, float, float]] = {}
+
+    def _stats(self, namespace: str) -> tuple[float, float]:
+        """``(N, avgdl)`` of the namespace: counting every document costs a scan,
+        so the figures are cached for ``STATS_TTL`` seconds and dropped on this
+        index's own writes (another process's writes show after the TTL)."""
+        now = time.monotonic()
+        cached = self._stats_cache.get(namespace)
+        if cached is not None and now - cached[0] < STATS_TTL:
+            return cached[1], cached[2]
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*)::float8, coalesce(avg(doc_len), 0)::float8 FROM keyword_docs"
+                " WHERE namespace = %s",
+                [namespace],
+            ).fetchone()
+        n, avgdl = (float(row[0]), float(row[1])) if row else (0.0, 0.0)
+        self._stats_cache[namespace] = (now, n, avgdl)
+        return n, avgdl
 
     @property
     def pool(self) -> PostgresPool:
@@ -106,6 +127,7 @@ class PostgresKeywordIndex:
         rows = [{"id": i, "tsv": _tsvector(tokens), "doc_len": len(tokens)} for i, tokens in latest.items()]
         with self._pool.connection() as conn:
             conn.execute(_INDEX, [namespace, dumps(rows)])
+        self._stats_cache.pop(namespace, None)
 
     def remove(self, namespace: str, ids: Sequence[str]) -> None:
         if not ids:
@@ -115,13 +137,17 @@ class PostgresKeywordIndex:
                 "DELETE FROM keyword_docs WHERE namespace = %s AND id = ANY(%s::text[])",
                 [namespace, list(ids)],
             )
+        self._stats_cache.pop(namespace, None)
 
     def search(self, namespace: str, query: str, limit: int) -> list[tuple[str, float]]:
         terms = [t for t in dict.fromkeys(tokenize(query)) if len(t.encode()) <= MAX_LEXEME_BYTES]
         if not terms or limit <= 0:
             return []
         quoted = [_quote(t) for t in terms]
+        n, avgdl = self._stats(namespace)
         params = {
+            "n": n,
+            "avgdl": avgdl,
             "ns": namespace,
             "terms": terms,
             "query": " | ".join(quoted),

@@ -1,0 +1,169 @@
+"""What following other processes' writes costs (DEVELOPMENT, ``services.follower``).
+
+    python benchmarks/multiprocess_sync.py [--n 100000] [--writes 1000] [--minilm]
+
+Two memory systems on one data directory stand for two processes (each has
+its own SQLite connection, fast core and BM25 index). Reported:
+
+* **idle overhead**: recall p50 in a store of ``--n`` memories with the
+  follower (default interval 200 ms, and 0 = a check before every read) and
+  without it, when nothing changed; and one ``sync()`` that finds nothing;
+* **catch-up per foreign write**: process A stores ``--writes`` memories one
+  by one, then one read in B applies them all; per write, with the writer's
+  saved vectors and re-embedding them instead;
+* **write overhead** of saving each vector beside the memory;
+* **start-up** at ``--n`` memories: snapshots + changes since (the fast
+  path) vs a full reconcile (snapshot files removed).
+
+Hash embeddings unless ``--minilm`` (then the catch-up and write numbers use
+the ONNX MiniLM model; start-up always uses hash embeddings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from somafractalmemory.core import SomaFractalMemoryEnterprise
+from somafractalmemory.factory import create_memory_system
+
+WORDS = [
+    *("memory", "agent", "coffee", "meeting", "project", "deadline", "travel", "paris", "budget"),
+    *("report", "email", "family", "dinner", "music", "guitar", "python", "database", "server"),
+    *("deploy", "friend", "birthday", "weather", "garden", "book", "movie", "doctor", "health"),
+]
+
+
+def text(i: int) -> str:
+    return f"note {i}: " + " ".join(WORDS[(i * k + k) % len(WORDS)] for k in range(1, 9))
+
+
+def open_system(data: Path, interval_ms: int = 200, minilm: bool = False) -> SomaFractalMemoryEnterprise:
+    config: dict[str, Any] = {"data_dir": str(data), "sync_interval_ms": interval_ms}
+    config["embeddings"] = {"model": "minilm"} if minilm else {"force_hash": True}
+    return create_memory_system("development", "bench", config)
+
+
+def p50_us(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1e6
+
+
+def fill(data: Path, n: int) -> None:
+    system = open_system(data)
+    for start in range(0, n, 5000):
+        system.store_memories_bulk(
+            [((float(i), 0.0), {"text": text(i)}) for i in range(start, min(n, start + 5000))]
+        )
+    system.close()
+
+
+def idle_overhead(data: Path) -> None:
+    for label, interval in (("interval 200 ms", 200), ("interval 0 (every read)", 0)):
+        system = open_system(data, interval)
+        follower = system.backends.follower
+        assert follower is not None
+        queries = [text(i * 37) for i in range(200)]
+        recall = system.recall
+        with_follower = p50_us(lambda q=iter(queries * 10), r=recall: r(next(q), top_k=10), 1000)
+        system.backends.follower = None
+        without = p50_us(lambda q=iter(queries * 10), r=recall: r(next(q), top_k=10), 1000)
+        system.backends.follower = follower
+        follower.interval = 0.0
+        sync = p50_us(follower.sync, 5000)
+        print(f"recall p50, {label}: {with_follower:.0f} us with the follower, {without:.0f} us without")
+        print(f"  one sync() that finds nothing: {sync:.1f} us")
+        system.close()
+
+
+def catch_up(root: Path, writes: int, minilm: bool) -> None:
+    for label, reuse in (("vectors saved by the writer", True), ("re-embedded by the follower", False)):
+        data = root / f"catchup-{reuse}"
+        a, b = open_system(data, 0, minilm), open_system(data, 0, minilm)
+        follower = b.backends.follower
+        assert follower is not None
+        if not reuse:
+            follower.indexer.embeddings = None
+        b.recall("warm up")
+        started = time.perf_counter()
+        for i in range(writes):
+            a.store_memory((float(i), 1.0), {"text": text(i)})
+        write_us = (time.perf_counter() - started) / writes * 1e6
+        started = time.perf_counter()
+        follower.sync(force=True)
+        per_write = (time.perf_counter() - started) / writes * 1e6
+        assert b.backends.vectors.count("bench") == writes
+        print(
+            f"catch-up per foreign write ({label}): {per_write:.0f} us  [store in A: {write_us:.0f} us each]"
+        )
+        a.close()
+        b.close()
+
+
+def write_overhead(root: Path, minilm: bool) -> None:
+    data = root / "writes"
+    system = open_system(data, 200, minilm)
+    counter = iter(range(10**9))
+    saved = p50_us(lambda: system.store_memory((float(next(counter)), 2.0), {"text": text(7)}), 500)
+    system.indexer.embeddings = None
+    plain = p50_us(lambda: system.store_memory((float(next(counter)), 2.0), {"text": text(7)}), 500)
+    extra = saved - plain
+    print(f"store_memory p50: {saved:.0f} us saving the vector, {plain:.0f} us without (+{extra:.0f} us)")
+    system.close()
+
+
+def startup(data: Path, n: int) -> None:
+    fast = []
+    for _ in range(3):
+        started = time.perf_counter()
+        open_system(data).close()
+        fast.append(time.perf_counter() - started)
+    full = []
+    for _ in range(2):
+        for name in ("vectors", "keywords"):
+            shutil.rmtree(data / name, ignore_errors=True)
+        started = time.perf_counter()
+        system = open_system(data)
+        full.append(time.perf_counter() - started)
+        system.close()
+    print(f"start-up at {n:,} memories: {min(fast):.2f} s from snapshots, {min(full):.2f} s full reconcile")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--writes", type=int, default=1000)
+    parser.add_argument("--minilm", action="store_true")
+    args = parser.parse_args()
+    os.environ.pop("SOMA_FORCE_HASH_EMBEDDINGS", None)
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus")
+    root = Path(tempfile.mkdtemp(prefix="sfm-sync-"))
+    try:
+        data = root / "big"
+        started = time.perf_counter()
+        fill(data, args.n)
+        print(f"filled {args.n:,} memories in {time.perf_counter() - started:.1f} s")
+        idle_overhead(data)
+        startup(data, args.n)
+        catch_up(root, args.writes, args.minilm)
+        write_overhead(root, args.minilm)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
