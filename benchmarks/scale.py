@@ -159,10 +159,11 @@ def run(wiring: str, size: int, queries: int) -> None:
             (coord(i), {"text": sentence(rng), "importance": rng.randint(0, 5)}, "episodic")
             for i in range(size)
         ]
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for start in range(0, size, 1000):
             memory.store_memories_bulk(items[start : start + 1000])
         elapsed = time.perf_counter() - started
+        cpu = max(time.process_time() - cpu_started, 1e-9)
         qs = [sentence(rng, 5) for _ in range(queries)]
         memory.recall(qs[0], top_k=10)  # warm-up: starts the ANN index build above the threshold
         info = getattr(memory.backends.vectors, "index_info", None)
@@ -188,7 +189,7 @@ def run(wiring: str, size: int, queries: int) -> None:
         hits = len(memory.find_by_coordinate_range(*box))
         range_ms = timed(lambda: memory.find_by_coordinate_range(*box), 50)
         print(
-            f"{wiring:18s} n={size:>7,d}  store {size / elapsed:>9,.0f}/s  "
+            f"{wiring:18s} n={size:>7,d}  store {size / elapsed:>9,.0f}/s ({size / cpu:,.0f}/CPU-s)  "
             f"recall p50 {statistics.median(recall_ms):6.2f} ms p99 {percentile(recall_ms, 0.99):6.2f} ms  "
             f"retrieve p50 {statistics.median(retrieve_ms):6.3f} ms  "
             f"range({hits}) p50 {statistics.median(range_ms):6.2f} ms",
@@ -219,7 +220,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--no-minilm", action="store_true")
     args = parser.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()} | load average {os.getloadavg()[0]:.2f}")
+    print("store /CPU-s divides by this process's CPU time: the rate on an otherwise idle core")
     print("baseline (same run): the 'test' wiring (in-process) is the reference for the others")
     for size in (int(s) for s in args.sizes.split(",")):
         for wiring in args.wirings.split(","):

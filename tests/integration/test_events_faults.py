@@ -17,6 +17,7 @@ import pytest
 from somafractalmemory.adapters.kafka import KafkaEventProducer
 from somafractalmemory.adapters.postgres.outbox import PostgresOutbox
 from somafractalmemory.core import SomaFractalMemoryEnterprise
+from somafractalmemory.eventing.config import KafkaSettings
 from somafractalmemory.eventing.relay import OutboxRelay
 from somafractalmemory.fastcore.store import FastCoreVectorStore
 
@@ -87,6 +88,14 @@ def test_broker_down_while_writing(
         memory.close()
 
 
+def _publish_all(memory: SomaFractalMemoryEnterprise, settings: KafkaSettings) -> None:
+    assert isinstance(memory.backends.bus, PostgresOutbox)
+    relay = OutboxRelay(memory.backends.bus, KafkaEventProducer(settings), settings.topic)
+    while relay.run_once():
+        pass
+    relay.producer.close()
+
+
 def _summary(process: Any, timeout: float = 120) -> dict[str, Any]:
     out, err = process.communicate(timeout=timeout)
     assert process.returncode == 0, err.decode()[-2000:]
@@ -108,8 +117,9 @@ def test_killed_and_drained_workers(
     memory = evented_memory(api)
     try:
         _write(memory, 0, 3000)
+        _publish_all(memory, kafka_settings(api))  # on the topic once (a killed relay may re-send a batch)
         port = free_port()
-        first = soma_worker(workers, *common, "--metrics-port", str(port))
+        first = soma_worker(workers, *common[:-1], "--metrics-port", str(port))
         try:
             wait_for(
                 lambda: scrape(port, "soma_worker_events_processed_total") >= 700, 90, "a running worker"

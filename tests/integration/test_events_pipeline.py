@@ -156,3 +156,29 @@ def test_malformed_messages_are_dead_lettered(stack: dict[str, Any]) -> None:
     finally:
         producer.close()
         memory.close()
+
+
+def test_doctor_reports_each_configured_service(
+    kafka_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from somafractalmemory.cli.main import cli
+
+    for name in ("QDRANT_URL", "QDRANT_HOST", "REDIS_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("POSTGRES_URL", "postgresql://postgres:secret@127.0.0.1:5432/test")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/15")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_broker.bootstrap)
+    result = CliRunner().invoke(cli, ["--json", "doctor"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] and [s["service"] for s in report["services"]] == ["PostgreSQL", "Redis", "Kafka"]
+    assert report["services"][0]["version"].startswith("PostgreSQL ")
+    assert report["services"][1]["version"].startswith("Redis ")
+    assert "secret" not in result.output and all(s["latency_ms"] >= 0 for s in report["services"])
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # nothing listens there
+    result = CliRunner().invoke(cli, ["doctor"])
+    assert result.exit_code == 3
+    assert "Kafka" in result.output and "DOWN" in result.output and "reachable" in result.output

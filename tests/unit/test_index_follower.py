@@ -160,6 +160,22 @@ def test_a_deleted_then_recreated_memory_is_reindexed_despite_the_same_version(o
     assert b.keyword_search("first") == []
 
 
+def test_old_content_is_dropped_while_a_recreated_memory_waits_for_its_vector(opened: Processes) -> None:
+    a, b = opened(), opened()
+    clock = Clock()
+    follower(b)._clock = clock
+    a.store_memory((8,), {"text": "old content"})
+    assert texts(b.keyword_search("old")) == ["old content"]
+    a.delete((8,))
+    again = Memory(
+        memory_id(NS, (8.0,)), NS, (8.0,), {"text": "new content"}, MemoryType.EPISODIC, now(), now()
+    )
+    a.backends.kv.put_many([again], [])  # version 1 again; its writer has not embedded it yet
+    assert b.keyword_search("old") == [] and b.recall("content") == []
+    clock.t += follower(b).grace + 0.01
+    assert texts(b.recall("new content", top_k=1)) == ["new content"]
+
+
 def test_restart_replays_only_the_changes_since_the_snapshots(opened: Processes, tmp_path: Path) -> None:
     a = opened()
     a.store_memories_bulk([((i,), {"text": f"memory {i}"}) for i in range(30)])

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import SFMError
 from ..eventing.config import KafkaSettings
 from ..settings import Settings
 
@@ -32,7 +31,7 @@ def probe(service: str, target: str, check: Check) -> dict[str, Any]:
     try:
         entry["version"] = check()
         entry["ok"] = True
-    except (SFMError, ImportError, OSError, Exception) as exc:  # any failure is a finding, not a crash
+    except Exception as exc:  # any failure (driver, extra missing, refused) is a finding, not a crash
         entry["ok"] = False
         entry["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     entry["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)

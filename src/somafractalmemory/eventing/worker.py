@@ -54,7 +54,7 @@ class _Stopping(Exception):
 @dataclass
 class WorkerOptions:
     batch_size: int = 500
-    poll_timeout: float = 0.25
+    poll_timeout: float = 0.05
     max_retries: int = 3
     backoff: float = 0.1
     backoff_max: float = 5.0

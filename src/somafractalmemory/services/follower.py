@@ -256,6 +256,11 @@ class IndexFollower:
         fresh = [m for m in fresh if m.id in force or have.get(m.id) != m.version]
         known = self.indexer.stored(ns, fresh)
         ready = self._ready(ns, fresh, known, wait)
+        waiting = [m.id for m in fresh if m.id in force and (ns, m.id) in self._pending]
+        if waiting:  # deleted and written again: drop the old content while the new one waits
+            self.vectors.delete(ns, waiting)
+            if self.keywords_local:
+                self.keywords.remove(ns, waiting)
         self.indexer.index(ready, known)
         self.stats["indexed"] += len(ready)
         self.stats["embedded"] += sum(1 for m in ready if m.id not in known)

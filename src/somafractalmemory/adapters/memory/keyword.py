@@ -43,15 +43,21 @@ K1 = 1.2
 B = 0.75
 
 
+_NO_SLOTS = np.empty(0, dtype=np.int32)  # shared, never written in place
+_NO_TF = np.empty(0, dtype=np.float32)
+
+
 class _Postings:
     """The ``(slot, tf)`` pairs of one term, and their BM25 tf weights cached
     for the ``avgdl`` they were computed with."""
 
     __slots__ = ("avgdl", "pending_slots", "pending_tf", "slots", "tf", "weights")
 
-    def __init__(self) -> None:
-        self.slots: npt.NDArray[np.int32] = np.empty(0, dtype=np.int32)
-        self.tf: npt.NDArray[np.float32] = np.empty(0, dtype=np.float32)
+    def __init__(
+        self, slots: npt.NDArray[np.int32] | None = None, tf: npt.NDArray[np.float32] | None = None
+    ) -> None:
+        self.slots: npt.NDArray[np.int32] = _NO_SLOTS if slots is None else slots
+        self.tf: npt.NDArray[np.float32] = _NO_TF if tf is None else tf
         self.pending_slots: list[int] = []
         self.pending_tf: list[int] = []
         self.weights: npt.NDArray[np.float32] | None = None
@@ -181,8 +187,7 @@ class _Shard:
         shard.total_length = int(snap.lengths.sum())
         shard.live_postings = len(snap.term)
         for term, slots, tf in snap.postings():
-            postings = shard.postings[term] = _Postings()
-            postings.slots, postings.tf = slots, tf.astype(np.float32)
+            shard.postings[term] = _Postings(slots, tf)
             shard.df[term] = len(slots)
         return shard
 

@@ -79,13 +79,13 @@ class Snapshot:
     tf: I32
     meta: dict[str, Any]
 
-    def postings(self) -> Iterator[tuple[str, I32, I32]]:
-        """``(term, slots, tfs)`` per vocabulary term, slots ascending."""
+    def postings(self) -> Iterator[tuple[str, I32, npt.NDArray[np.float32]]]:
+        """``(term, slots, tfs)`` per vocabulary term, slots ascending, tfs as float32."""
         doc_of = np.repeat(np.arange(len(self.ids), dtype=np.int32), np.diff(self.ptr))
         order = np.argsort(self.term, kind="stable")
         counts = np.bincount(self.term, minlength=len(self.vocab))
         bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
-        docs, tfs = doc_of[order], self.tf[order]
+        docs, tfs = doc_of[order], self.tf[order].astype(np.float32)
         for t, word in enumerate(self.vocab):
             if bounds[t + 1] > bounds[t]:
                 yield word, docs[bounds[t] : bounds[t + 1]], tfs[bounds[t] : bounds[t + 1]]
