@@ -24,6 +24,10 @@ echo "==> mypy (strict, package)"
 .venv/bin/mypy
 echo "==> pytest"
 export SOMA_REQUIRE_SERVICES=1
-marker=()
-[ "$quick" = 1 ] && marker=(-m "not slow")
-.venv/bin/pytest -q -n 2 --dist loadfile "${marker[@]}" "${extra[@]}"
+# The fast suites run on both cores; the slow load and fault suites (they stop
+# and restart servers the other tests use) run afterwards, one at a time.
+.venv/bin/pytest -q -n 2 --dist loadfile -m "not slow" "${extra[@]}"
+if [ "$quick" = 0 ]; then
+  echo "==> pytest (slow: load and fault suites)"
+  .venv/bin/pytest -q -m slow "${extra[@]}"
+fi

@@ -117,7 +117,13 @@ def test_writes_survive_a_server_restart(pg_schema: tuple[str, str], cluster: tu
     try:
         time.sleep(1.0)
         before = len(stored)
-        _ctl("restart", cluster)
+        # stop, keep the server down until the writer has seen the outage, then start:
+        # a plain restart can be quick enough that no call happens to fail
+        _ctl("stop", cluster)
+        down_until = time.monotonic() + 20.0
+        while time.monotonic() < down_until and not failures:
+            time.sleep(0.1)
+        _ctl("start", cluster)
         assert _wait_up(60.0)
         deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline and not (failures and len(stored) >= before + 20):
