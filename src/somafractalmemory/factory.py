@@ -182,7 +182,11 @@ def create_backends(
         _fail_fast(canonical, "PostgreSQL", "POSTGRES_URL")
         if w.pg_cfg.get("migrate", True):
             canonical.migrate()
-        keywords = load("keyword", "postgres")(canonical.pool)
+        choice = _section(config, "keyword").get("backend")
+        if choice == "postgres" or (choice is None and (w.enterprise or w.vector_backend() != "fast")):
+            keywords = load("keyword", "postgres")(canonical.pool)
+        else:  # vectors are process-local anyway: an in-process BM25, kept fresh by the follower
+            keywords = load("keyword", "memory")()
         graph = canonical
     elif mode is MemoryMode.DEVELOPMENT and not w.test_wiring:
         root = w.data_dir()

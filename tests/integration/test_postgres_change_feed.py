@@ -73,22 +73,23 @@ def test_processes_on_postgres_with_the_fast_core_see_each_others_writes(pg_sche
     try:
         follower = b.backends.follower
         assert a.backends.follower is not None and follower is not None
-        assert not follower.keywords_local  # PostgreSQL full-text is shared: only vectors follow
+        assert follower.keywords_local  # process-local vectors: keywords are an in-process BM25 too
         a.store_memory((1,), {"text": "a lighthouse in the fog"})
 
         def vector_found() -> bool:
             b.recall("lighthouse fog", top_k=1)  # a read applies the feed
-            return b.backends.vectors.count(NS) == 1
+            return b.backends.vectors.count(NS) == 1 and b.backends.keywords.count(NS) == 1
 
         assert eventually(vector_found)
         hits = b.recall_with_scores("lighthouse fog", top_k=1)
         assert hits[0].memory.payload["text"] == "a lighthouse in the fog" and hits[0].parts.vector > 0.3
+        assert hits[0].parts.keyword == 1.0
         assert follower.stats["embedded"] == 1  # no shared embedding store on PostgreSQL
         a.delete((1,))
 
         def vector_gone() -> bool:
             b.recall("lighthouse", top_k=1)
-            return b.backends.vectors.count(NS) == 0
+            return b.backends.vectors.count(NS) == 0 and b.backends.keywords.count(NS) == 0
 
         assert eventually(vector_gone)
     finally:
