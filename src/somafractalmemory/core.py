@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import InvalidInput, SFMError
+from .errors import InvalidInput, NotFound, SFMError
 from .interfaces.storage import ILock, Vector
 from .models import (
     Coordinate,
@@ -103,8 +103,6 @@ class SomaFractalMemoryEnterprise:
     def _get(self, coordinate: Any) -> Memory:
         memory = self.get_memory(coordinate)
         if memory is None:
-            from .errors import NotFound
-
             raise NotFound(f"no memory at {coordinate!r} in namespace {self.namespace!r}")
         return memory
 
