@@ -116,7 +116,7 @@ class SomaFractalMemoryEnterprise:
         return memory.public_payload() if memory else None
 
     def retrieve_memories(self, memory_type: Any = None) -> Iterator[dict[str, Any]]:
-        mtype = MemoryType.parse(memory_type) if memory_type is not None else None
+        mtype = MemoryType.parse_optional(memory_type)
         return (m.public_payload() for m in self.backends.kv.iter_memories(self.namespace, mtype))
 
     def get_all_memories(self) -> Iterator[dict[str, Any]]:
@@ -131,7 +131,7 @@ class SomaFractalMemoryEnterprise:
             raise InvalidInput("max", f"must have as many values as min ({len(lo)})")
         if any(a > b for a, b in zip(lo, hi, strict=True)):
             raise InvalidInput("min", "every value must be <= the matching value of max")
-        mtype = MemoryType.parse(memory_type) if memory_type is not None else None
+        mtype = MemoryType.parse_optional(memory_type)
         return self.backends.kv.find_range(self.namespace, lo, hi, mtype)
 
     def get_versions(self, coordinate: Any) -> list[HistoryEntry]:
@@ -139,11 +139,11 @@ class SomaFractalMemoryEnterprise:
         return self.backends.kv.history(self.namespace, mid)
 
     def get_recent(self, n: int = 10, memory_type: Any = None) -> list[Memory]:
-        mtype = MemoryType.parse(memory_type) if memory_type is not None else None
+        mtype = MemoryType.parse_optional(memory_type)
         return self.backends.kv.recent(self.namespace, self._count(n), mtype)
 
     def get_important(self, n: int = 10, memory_type: Any = None) -> list[Memory]:
-        mtype = MemoryType.parse(memory_type) if memory_type is not None else None
+        mtype = MemoryType.parse_optional(memory_type)
         return self.backends.kv.important(self.namespace, self._count(n), mtype)
 
     @staticmethod

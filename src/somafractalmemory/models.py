@@ -10,7 +10,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -71,6 +71,13 @@ class MemoryType(StrEnum):
             except ValueError:
                 pass
         raise InvalidInput(field_name, f"must be 'episodic' or 'semantic', got {value!r}")
+
+    @classmethod
+    def parse_optional(
+        cls, value: MemoryType | str | None, field_name: str = "memory_type"
+    ) -> MemoryType | None:
+        """``parse``, but ``None`` stays ``None`` (meaning: any type)."""
+        return None if value is None else cls.parse(value, field_name)
 
 
 def canonical_coordinate(value: Any, field_name: str = "coordinate") -> Coordinate:
@@ -525,7 +532,3 @@ class MemoryEvent:
             if value is not None:
                 data[key] = value
         return data
-
-
-def coordinates(items: Iterable[Any], field_name: str = "coordinates") -> list[Coordinate]:
-    return [canonical_coordinate(item, f"{field_name}[{i}]") for i, item in enumerate(items)]

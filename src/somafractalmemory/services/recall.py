@@ -64,7 +64,7 @@ class RecallRequest:
             raise InvalidInput("query", f"at most {MAX_QUERY_CHARS} characters")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
             raise InvalidInput("top_k", f"must be an integer from 1 to {MAX_TOP_K}")
-        mtype = MemoryType.parse(memory_type) if memory_type is not None else None
+        mtype = MemoryType.parse_optional(memory_type)
         merged_filters = validate_filters(filters)
         anchors: list[Coordinate] = []
         as_of = None

@@ -8,7 +8,6 @@ then lines of kind ``memory`` (``Memory.to_dict``), ``history``
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -108,8 +107,3 @@ class TransferService:
             self.b.graph.add_links(links)
         self.b.vectors.flush()
         return {"memories": len(memories), "history": len(history), "links": len(links)}
-
-    def export_text(self) -> str:
-        buffer = io.StringIO()
-        self.export(buffer)
-        return buffer.getvalue()
