@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import BackendUnavailable, ConfigurationError
-from .ann import AnnIndex, AnnParams
+from .ann import AnnIndex, AnnParams, ann_available
 from .checkpoint import Checkpoint, file_checkpoint, new_token, supersedes
 from .files import ANN_SUFFIX, SLAB_SUFFIX, atomic_write, dir_lock, file_stem, fsync_replace
 from .slab import Slab, read_meta
@@ -166,7 +166,7 @@ class SlabFiles:
         space = self._spaces[namespace] = Space(slab)
         space.checkpoint, space.token = file_checkpoint(meta), meta.get("token")
         ann_file = Path(str(slab_file)[: -len(SLAB_SUFFIX)] + ANN_SUFFIX)
-        if self._use_ann and ann_file.exists():
+        if self._use_ann and ann_file.exists() and ann_available():
             index = AnnIndex.restore(str(ann_file), self.dim, self._params)
             if index is not None:
                 space.ann_saved = self._install(space, index, None) == 0

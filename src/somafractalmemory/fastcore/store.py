@@ -64,7 +64,7 @@ class FastCoreVectorStore(SlabFiles):
             params = dataclasses.replace(params, threshold=max(1, int(ann_threshold)))
         self.dim = dim
         self._params = params
-        self._use_ann = ann and ann_available()
+        self._use_ann = ann  # usearch is imported only once a namespace reaches the threshold
         self._background = ann_background
         self._lock = threading.RLock()
         self._spaces: dict[str, _Space] = {}
@@ -199,6 +199,7 @@ class FastCoreVectorStore(SlabFiles):
             and not filters
             and size >= max(self._params.threshold, space.ann_off_below)
             and k * self._params.oversample < size
+            and ann_available()
         )
 
     def _ann_search(self, namespace: str, space: _Space, query: Vector, k: int) -> list[VectorHit] | None:
