@@ -6,8 +6,10 @@ canonical values. See ``docs/CONCEPTS.md`` for the rules in prose.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -51,6 +53,10 @@ NON_TEXT_KEYS = frozenset(
     {"timestamp", "expires_at", "ttl_seconds", "importance", "memory_type", "coordinate"}
 )
 _ID_NAMESPACE = uuid.UUID("5f6d2a8e-3c1b-5a7e-9d4f-0b8c6e2a1f37")
+_ID_PREFIX = _ID_NAMESPACE.bytes
+#: A flat payload whose (12 bytes per character) upper bound of its JSON size
+#: stays under this skips encoding; bigger ones are measured exactly.
+_FAST_SIZE_BOUND = MAX_PAYLOAD_BYTES // 2
 
 
 class MemoryType(StrEnum):
@@ -86,6 +92,9 @@ def canonical_coordinate(value: Any, field_name: str = "coordinate") -> Coordina
     Accepts a sequence of numbers or the text form ``"1,2,3"``. Every number
     becomes a float, ``-0.0`` becomes ``0.0``; 1..16 finite values are required.
     """
+    fast = _plain_coordinate(value)
+    if fast is not None:
+        return fast
     if isinstance(value, str):
         parts = [p.strip() for p in value.split(",")]
         if not value.strip() or any(p == "" for p in parts):
@@ -113,14 +122,45 @@ def canonical_coordinate(value: Any, field_name: str = "coordinate") -> Coordina
     return tuple(out)
 
 
+def _plain_coordinate(value: Any) -> Coordinate | None:
+    """The canonical form of a list or tuple of 1..16 finite plain ints and
+    floats, or None when ``value`` needs the full checks (and their errors)."""
+    if type(value) not in (tuple, list) or not 1 <= len(value) <= MAX_DIMS:
+        return None
+    for item in value:
+        kind = type(item)
+        if kind is not float and (kind is not int or not -(2**53) <= item <= 2**53):
+            return None
+    out = tuple([float(item) + 0.0 for item in value])  # -0.0 + 0.0 == 0.0
+    return out if all(map(math.isfinite, out)) else None
+
+
 def format_coordinate(coord: Coordinate) -> str:
     """Text form of a canonical coordinate (``"1.0,2.0,3.0"``)."""
     return ",".join(repr(c) for c in coord)
 
 
 def memory_id(namespace: str, coord: Coordinate) -> str:
-    """Deterministic id of the memory at ``coord`` in ``namespace`` (UUIDv5)."""
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{namespace}\x1f{format_coordinate(coord)}"))
+    """Deterministic id of the memory at ``coord`` in ``namespace``: the UUIDv5
+    of ``namespace + "\\x1f" + format_coordinate(coord)`` in a fixed UUID
+    namespace (computed here as RFC 4122 does, without ``uuid.UUID`` objects)."""
+    name = f"{namespace}\x1f{','.join(map(repr, coord))}".encode()
+    return _uuid_text(hashlib.sha1(_ID_PREFIX + name, usedforsecurity=False).digest(), 5)
+
+
+def new_event_id() -> str:
+    """A random UUID (version 4) as text, like ``str(uuid.uuid4())``."""
+    return _uuid_text(os.urandom(16), 4)
+
+
+def _uuid_text(digest: bytes, version: int) -> str:
+    """The RFC 4122 text form of the first 16 bytes of ``digest`` with the
+    version and variant bits set."""
+    raw = bytearray(digest[:16])
+    raw[6] = (raw[6] & 0x0F) | (version << 4)
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def validate_namespace(namespace: Any) -> str:
@@ -170,8 +210,69 @@ def _check_json(value: Any, path: str, depth: int) -> None:
     raise InvalidInput(path, f"value of type {type(value).__name__} is not JSON")
 
 
+def _plain_scalar(value: Any) -> int:
+    """An upper bound of the JSON size of a plain ``str``/``int``/``float``/
+    ``bool``/``None`` that needs no further checks, else -1."""
+    kind = type(value)
+    if kind is str:
+        return -1 if "\x00" in value else 12 * len(value) + 2
+    if kind is int:
+        return 24 if -(2**63) <= value < 2**63 else -1
+    if kind is float:
+        return 32 if math.isfinite(value) else -1
+    return 5 if kind is bool or value is None else -1
+
+
+def _flat_payload(payload: Any) -> dict[str, Any] | None:
+    """The fast path of ``validate_payload``: a ``dict`` whose values are plain
+    scalars or lists of plain scalars, with plain keys, and small enough, comes
+    back as a copy that equals its JSON round trip. Anything else (including
+    every invalid payload) returns None and gets the full checks."""
+    if type(payload) is not dict:
+        return None
+    bound = 2
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        if type(key) is not str or len(key) > MAX_KEY_LENGTH or "\x00" in key:
+            return None
+        if type(value) is list:
+            for item in value:
+                size = _plain_scalar(item)
+                if size < 0:
+                    return None
+                bound += size + 1
+            value = list(value)
+        else:
+            size = _plain_scalar(value)
+            if size < 0:
+                return None
+            bound += size
+        bound += 12 * len(key) + 4
+        out[key] = value
+    if bound > _FAST_SIZE_BOUND or not _valid_metadata(out):
+        return None
+    return out
+
+
+def _valid_metadata(clean: Mapping[str, Any]) -> bool:
+    """Do the reserved keys of a JSON-clean payload have the allowed types?"""
+    if "importance" in clean:
+        imp = clean["importance"]
+        if isinstance(imp, bool) or not isinstance(imp, (int, float)) or imp < 0:
+            return False
+    for key in ("timestamp", "expires_at", "ttl_seconds"):
+        val = clean.get(key)
+        if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0):
+            return False
+    tags = clean.get("tags", [])
+    return isinstance(tags, list) and all(isinstance(t, str) for t in tags)
+
+
 def validate_payload(payload: Any, field_name: str = "payload") -> dict[str, Any]:
     """Check a payload and return a JSON-clean copy; raises ``InvalidInput``."""
+    fast = _flat_payload(payload)
+    if fast is not None:
+        return fast
     if not isinstance(payload, Mapping):
         raise InvalidInput(field_name, f"must be a JSON object, got {type(payload).__name__}")
     _check_json(payload, field_name, 0)
@@ -514,7 +615,7 @@ class MemoryEvent:
     memory_type: str | None = None
     version: int | None = None
     link: dict[str, Any] | None = None
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = field(default_factory=new_event_id)
     schema_version: int = 1
 
     def to_dict(self) -> dict[str, Any]:

@@ -129,3 +129,57 @@ def test_filters() -> None:
     assert not matches_filters(p, {"missing": 1})
     assert not matches_filters(p, {"flag": 1})
     assert matches_filters(p, {"kind": {"ne": "x"}})
+
+
+def test_ids_are_rfc4122_uuids() -> None:
+    """``memory_id`` is the UUIDv5 of ``namespace \\x1f coordinate`` in the
+    project's UUID namespace (as ``uuid.uuid5`` computes it); event ids are
+    random UUIDv4s."""
+    import uuid
+
+    from somafractalmemory.models import _ID_NAMESPACE, format_coordinate, new_event_id
+
+    for ns, coord in [("a", (1.0, 2.0, 3.0)), ("ns ü", (0.5,)), ("x", tuple(float(i) for i in range(16)))]:
+        expected = uuid.uuid5(_ID_NAMESPACE, f"{ns}\x1f{format_coordinate(coord)}")
+        assert memory_id(ns, coord) == str(expected)
+    ids = {new_event_id() for _ in range(200)}
+    assert len(ids) == 200
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20), st.sampled_from(["a\x00"])
+)
+payloads = st.dictionaries(
+    st.one_of(st.text(max_size=8), st.integers(0, 3)),
+    st.one_of(
+        scalars, st.lists(scalars, max_size=4), st.dictionaries(st.text(max_size=3), scalars, max_size=2)
+    ),
+    max_size=6,
+)
+
+
+@given(payloads)
+def test_fast_and_full_payload_checks_agree(payload: dict[object, object]) -> None:
+    """Flat payloads take a fast path; whatever the path, a payload is
+    accepted exactly when the full recursive check accepts it, and the result
+    equals its JSON round trip."""
+    import json
+
+    from somafractalmemory.models import _check_json, _valid_metadata
+
+    try:
+        _check_json(payload, "payload", 0)
+        expected = json.loads(json.dumps(payload))
+        ok = _valid_metadata(expected)
+    except (InvalidInput, ValueError):
+        ok = False
+    if ok:
+        clean = validate_payload(payload)
+        assert json.dumps(clean) == json.dumps(expected)
+        assert clean is not payload
+    else:
+        with pytest.raises(InvalidInput):
+            validate_payload(payload)

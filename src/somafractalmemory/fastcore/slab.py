@@ -29,6 +29,7 @@ __all__ = ["TYPE_CODES", "Slab", "normalise", "prepare_points", "read_meta", "to
 F32 = npt.NDArray[np.float32]
 #: ``types`` column encoding: index in this tuple.
 TYPE_CODES: tuple[MemoryType, ...] = (MemoryType.EPISODIC, MemoryType.SEMANTIC)
+_TYPE_CODE: dict[MemoryType, int] = {kind: code for code, kind in enumerate(TYPE_CODES)}
 _MIN_CAPACITY = 64
 #: With payload filters, look at this many times ``k`` best rows first.
 _FILTER_WINDOW = 4
@@ -100,12 +101,20 @@ def prepare_points(
     importance = np.empty(len(order), dtype=np.float32)
     types, versions, payloads = [], [], []
     for j, i in enumerate(order):
-        point, where = points[i], f"points[{i}]"
-        if batch is None:
-            vectors[j] = normalise(point.vector, dim, f"{where}.vector")
-        importance[j] = _check_importance(point.importance_norm, where)
-        types.append(TYPE_CODES.index(MemoryType.parse(point.memory_type, f"{where}.memory_type")))
-        versions.append(_check_version(point.version, where))
+        point = points[i]
+        imp, kind, version = point.importance_norm, point.memory_type, point.version
+        # plain, valid values (the usual case) skip the checks that build error messages
+        if batch is None or type(imp) is not float or not 0.0 <= imp <= 1.0 or kind not in _TYPE_CODE:
+            where = f"points[{i}]"
+            if batch is None:
+                vectors[j] = normalise(point.vector, dim, f"{where}.vector")
+            imp = _check_importance(imp, where)
+            kind = MemoryType.parse(kind, f"{where}.memory_type")
+        if type(version) is not int or version < 0:
+            version = _check_version(version, f"points[{i}]")
+        importance[j] = imp
+        types.append(_TYPE_CODE[kind])
+        versions.append(version)
         payloads.append(dict(point.payload or {}))
     return [points[i].id for i in order], vectors, importance, types, versions, payloads
 
@@ -125,7 +134,9 @@ def top_rows(scores: F32, k: int, ids: Sequence[str]) -> list[int]:
     above = np.flatnonzero(scores > threshold).tolist()
     ties = np.flatnonzero(scores == threshold).tolist()
     chosen = above + heapq.nsmallest(m - len(above), ties, key=ids.__getitem__)
-    return sorted(chosen, key=lambda i: (-scores[i], ids[i]))
+    values = scores[chosen].tolist()
+    order = sorted(range(len(chosen)), key=lambda j: (-values[j], ids[chosen[j]]))
+    return [chosen[j] for j in order]
 
 
 class Slab:

@@ -209,19 +209,21 @@ class FastCoreVectorStore(SlabFiles):
         if space.ann is None or not np.any(query):
             return None
         slab = space.slab
-        found = (slab.key_rows.get(key) for key in space.ann.search(query, k))
-        rows = list(dict.fromkeys(r for r in found if r is not None))  # current keys only
+        found = map(slab.key_rows.get, space.ann.search(query, k))
+        rows = list(dict.fromkeys(found))  # current keys only (a stale key maps to None)
+        rows = [r for r in rows if r is not None]
         if len(rows) < k:
             return None
         picked = np.asarray(rows, dtype=np.intp)
         cos = slab.cosines(query, picked)
         score = slab.base_scores(cos, picked)
-        best = top_rows(score, k, [slab.ids[r] for r in rows])
+        ids = slab.ids
+        best = top_rows(score, k, [ids[r] for r in rows])
         if score[best[-1]] <= score.min():  # the k-th score may tie with rows never proposed
             return None  # (always so for score 0): only exact search can settle ties by id
-        return [
-            VectorHit(slab.ids[rows[i]], float(score[i]), float(np.clip(cos[i], -1.0, 1.0))) for i in best
-        ]
+        scores = score[best].tolist()
+        cosines = np.clip(cos[best], -1.0, 1.0).tolist()
+        return [VectorHit(ids[rows[i]], scores[j], cosines[j]) for j, i in enumerate(best)]
 
     def _start_build(self, namespace: str, space: _Space) -> None:
         if space.builder is not None:

@@ -17,7 +17,10 @@ T = TypeVar("T")
 def copy_json(value: Any) -> Any:
     """A deep copy of a JSON value (dicts, lists, scalars); much faster than ``copy.deepcopy``."""
     if isinstance(value, dict):
-        return {key: copy_json(item) for key, item in value.items()}
+        for item in value.values():
+            if isinstance(item, (dict, list)):
+                return {key: copy_json(item) for key, item in value.items()}
+        return value.copy()  # flat: the values are immutable
     if isinstance(value, list):
         return [copy_json(item) for item in value]
     return value
@@ -36,14 +39,15 @@ def clone_memory(m: Memory) -> Memory:
     )
 
 
-def clone_history(h: HistoryEntry) -> HistoryEntry:
+def clone_history(h: HistoryEntry, payload: dict[str, Any] | None = None) -> HistoryEntry:
+    """A copy of ``h``; ``payload``, when given, is an already made copy of its payload."""
     return HistoryEntry(
         h.namespace,
         h.memory_id,
         tuple(h.coordinate),
         h.version,
         h.action,
-        copy_json(h.payload),
+        copy_json(h.payload) if payload is None else payload,
         h.memory_type,
         h.changed_at,
         h.actor,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -43,99 +42,142 @@ K1 = 1.2
 B = 0.75
 
 
-_NO_SLOTS = np.empty(0, dtype=np.int32)  # shared, never written in place
-_NO_TF = np.empty(0, dtype=np.float32)
+I32 = npt.NDArray[np.int32]
+F32 = npt.NDArray[np.float32]
+_NO_SLOTS: I32 = np.empty(0, dtype=np.int32)  # shared, never written in place
+_NO_TF: F32 = np.empty(0, dtype=np.float32)
 
 
 class _Postings:
     """The ``(slot, tf)`` pairs of one term, and their BM25 tf weights cached
     for the ``avgdl`` they were computed with."""
 
-    __slots__ = ("avgdl", "pending_slots", "pending_tf", "slots", "tf", "weights")
+    __slots__ = ("avgdl", "slots", "tf", "weights")
 
-    def __init__(
-        self, slots: npt.NDArray[np.int32] | None = None, tf: npt.NDArray[np.float32] | None = None
-    ) -> None:
-        self.slots: npt.NDArray[np.int32] = _NO_SLOTS if slots is None else slots
-        self.tf: npt.NDArray[np.float32] = _NO_TF if tf is None else tf
-        self.pending_slots: list[int] = []
-        self.pending_tf: list[int] = []
-        self.weights: npt.NDArray[np.float32] | None = None
+    def __init__(self, slots: I32 = _NO_SLOTS, tf: F32 = _NO_TF) -> None:
+        self.slots = slots
+        self.tf = tf
+        self.weights: F32 | None = None
         self.avgdl = 0.0
 
-    def count(self) -> int:
-        return len(self.slots) + len(self.pending_slots)
+    def extend(self, slots: I32, tf: F32) -> None:
+        self.slots = np.concatenate([self.slots, slots]) if len(self.slots) else slots
+        self.tf = np.concatenate([self.tf, tf]) if len(self.tf) else tf
+        self.weights = None
 
-    def scored(
-        self, lengths: npt.NDArray[np.float32], avgdl: float
-    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    def scored(self, lengths: F32, avgdl: float) -> tuple[I32, F32]:
         """Slots and ``tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))``."""
-        if self.pending_slots:
-            self.slots = np.concatenate([self.slots, np.asarray(self.pending_slots, dtype=np.int32)])
-            self.tf = np.concatenate([self.tf, np.asarray(self.pending_tf, dtype=np.float32)])
-            self.pending_slots.clear()
-            self.pending_tf.clear()
-            self.weights = None
         if self.weights is None or self.avgdl != avgdl:
             norm = np.float32(K1 * (1.0 - B)) + np.float32(K1 * B / avgdl) * lengths[self.slots]
-            weights: npt.NDArray[np.float32] = (self.tf * np.float32(K1 + 1.0) / (self.tf + norm)).astype(
-                np.float32, copy=False
-            )
+            weights: F32 = (self.tf * np.float32(K1 + 1.0) / (self.tf + norm)).astype(np.float32, copy=False)
             self.weights, self.avgdl = weights, avgdl
             return self.slots, weights
         return self.slots, self.weights
 
 
 class _Shard:
-    """The index of one namespace."""
+    """The index of one namespace. Terms are numbered (``vocab``); postings,
+    document frequencies and each slot's ``(term, tf)`` rows use the numbers.
+    New postings wait in ``pending`` (one array triple per added batch) and
+    are merged into the per-term arrays by the next query, grouped by term
+    with one sort, so adding a batch costs a few numpy calls, not a Python
+    step per posting."""
 
     def __init__(self) -> None:
         self.slot_of: dict[str, int] = {}
         self.ids: list[str] = []
-        self.terms = TermRows()  # (term, tf) of each slot
+        self.vocab: dict[str, int] = {}
+        self.words: list[str] = []  # term number -> term
+        self.terms = TermRows()
         self.lengths: list[int] = []
-        self.length_array: npt.NDArray[np.float32] = np.empty(0, dtype=np.float32)
+        self.length_array: F32 = np.empty(0, dtype=np.float32)
         self.dead: list[int] = []  # slots of replaced or removed documents
-        self.postings: dict[str, _Postings] = {}
-        self.df: Counter[str] = Counter()
+        self.postings: dict[int, _Postings] = {}
+        self.pending: list[tuple[I32, I32, F32]] = []  # (term, slot, tf)
+        self.df = np.zeros(64, dtype=np.int64)
         self.total_length = 0
         self.dead_postings = 0
         self.live_postings = 0
 
-    def add(self, doc_id: str, tokens: list[str]) -> None:
-        self.drop(doc_id)
-        slot = len(self.ids)
-        tf = Counter(tokens)
-        self.slot_of[doc_id] = slot
-        self.ids.append(doc_id)
-        self.terms.append(tuple(tf.items()))
-        self.lengths.append(len(tokens))
-        self.total_length += len(tokens)
-        self.live_postings += len(tf)
-        for term, count in tf.items():
-            postings = self.postings.get(term)
+    def _numbers(self, tokens: list[str]) -> npt.NDArray[np.int64]:
+        """The term numbers of ``tokens``, numbering new terms."""
+        numbers = list(map(self.vocab.get, tokens))
+        if None in numbers:
+            for i, number in enumerate(numbers):
+                if number is None:
+                    number = self.vocab.get(tokens[i])
+                    if number is None:
+                        number = self.vocab[tokens[i]] = len(self.words)
+                        self.words.append(tokens[i])
+                    numbers[i] = number
+            if len(self.words) > len(self.df):
+                grown = np.zeros(max(len(self.words), 2 * len(self.df)), dtype=np.int64)
+                grown[: len(self.df)] = self.df
+                self.df = grown
+        return np.fromiter(numbers, dtype=np.int64, count=len(numbers))
+
+    def add_many(self, docs: Sequence[tuple[str, list[str]]]) -> None:
+        """Index documents (a later one with the same id replaces an earlier)."""
+        last = {doc_id: i for i, (doc_id, _) in enumerate(docs)}
+        if len(last) != len(docs):
+            docs = [docs[i] for i in sorted(last.values())]
+        for doc_id, _ in docs:
+            self.drop(doc_id)
+        base = len(self.ids)
+        lengths = [len(tokens) for _, tokens in docs]
+        flat = [token for _, tokens in docs for token in tokens]
+        numbers = self._numbers(flat)
+        doc = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+        width = max(len(self.words), 1)
+        pairs, counts = np.unique(doc * width + numbers, return_counts=True)  # by doc, then term
+        rows, terms = pairs // width, pairs % width
+        self.terms.extend(np.bincount(rows, minlength=len(docs)), terms, counts)
+        self.df[: len(self.words)] += np.bincount(terms, minlength=len(self.words))
+        if len(pairs):
+            self.pending.append(
+                (terms.astype(np.int32), (rows + base).astype(np.int32), counts.astype(np.float32))
+            )
+        ids = [doc_id for doc_id, _ in docs]
+        self.slot_of.update(zip(ids, range(base, base + len(ids)), strict=True))
+        self.ids.extend(ids)
+        self.lengths.extend(lengths)
+        self.total_length += len(flat)
+        self.live_postings += len(pairs)
+
+    def merge(self) -> None:
+        """Move the pending postings into their terms' arrays."""
+        if not self.pending:
+            return
+        terms, slots, tfs = (np.concatenate(part) for part in zip(*self.pending, strict=True))
+        self.pending = []
+        order = np.argsort(terms, kind="stable")  # keeps each term's slots ascending
+        terms, slots, tfs = terms[order], slots[order], tfs[order]
+        starts = np.flatnonzero(np.concatenate([[True], terms[1:] != terms[:-1]]))
+        ends = np.append(starts[1:], len(terms)).tolist()
+        for start, end in zip(starts.tolist(), ends, strict=True):
+            number = int(terms[start])
+            postings = self.postings.get(number)
             if postings is None:
-                postings = self.postings[term] = _Postings()
-            postings.pending_slots.append(slot)
-            postings.pending_tf.append(count)
-            self.df[term] += 1
+                self.postings[number] = _Postings(slots[start:end], tfs[start:end])
+            else:
+                postings.extend(slots[start:end], tfs[start:end])
 
     def drop(self, doc_id: str) -> None:
         slot = self.slot_of.pop(doc_id, None)
         if slot is None:
             return
+        self.merge()  # so that a term's postings are all in one place
         self.dead.append(slot)
         self.total_length -= self.lengths[slot]
-        terms = self.terms[slot]
+        terms, _ = self.terms[slot]
         self.live_postings -= len(terms)
         self.dead_postings += len(terms)
-        for term, _ in terms:
-            self.df[term] -= 1
-            if self.df[term] <= 0:  # every posting of the term is dead: drop them now
-                del self.df[term]
-                self.dead_postings -= self.postings.pop(term).count()
+        self.df[terms] -= 1
+        for number in terms[self.df[terms] <= 0].tolist():
+            # every posting of the term is dead: drop them now
+            self.dead_postings -= len(self.postings.pop(number).slots)
 
-    def doc_lengths(self) -> npt.NDArray[np.float32]:
+    def doc_lengths(self) -> F32:
         if len(self.length_array) != len(self.lengths):
             tail = np.asarray(self.lengths[len(self.length_array) :], dtype=np.float32)
             self.length_array = np.concatenate([self.length_array, tail])
@@ -143,15 +185,16 @@ class _Shard:
 
     def search(self, query_terms: set[str], limit: int) -> list[tuple[str, float]]:
         n_docs = len(self.slot_of)
-        terms = [t for t in query_terms if t in self.postings]
-        if not terms or n_docs == 0 or limit <= 0:
+        numbers = [n for t in query_terms if (n := self.vocab.get(t)) is not None and self.df[n] > 0]
+        if not numbers or n_docs == 0 or limit <= 0:
             return []
+        self.merge()
         lengths = self.doc_lengths()
         avgdl = max(self.total_length / n_docs, 1e-9)
         scores = np.zeros(len(self.ids), dtype=np.float32)
-        for term in terms:
-            slots, weights = self.postings[term].scored(lengths, avgdl)
-            df = self.df[term]
+        for number in numbers:
+            slots, weights = self.postings[number].scored(lengths, avgdl)
+            df = int(self.df[number])
             idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
             scores[slots] += np.float32(idf) * weights
         if self.dead:
@@ -163,15 +206,14 @@ class _Shard:
 
     def snapshot(self, namespace: str) -> Snapshot:
         """The live documents, renumbered ``0..n-1`` in slot order."""
+        self.merge()
         live = sorted(self.slot_of.values())
         remap = np.full(len(self.ids), -1, dtype=np.int32)
         remap[live] = np.arange(len(live), dtype=np.int32)
 
-        def postings() -> Iterator[tuple[str, npt.NDArray[np.int32], npt.NDArray[np.int32]]]:
-            for term, p in self.postings.items():
-                slots = np.concatenate([p.slots, np.asarray(p.pending_slots, dtype=np.int32)])
-                tf = np.concatenate([p.tf, np.asarray(p.pending_tf, dtype=np.float32)])
-                yield term, remap[slots], tf.astype(np.int32)
+        def postings() -> Iterator[tuple[str, I32, I32]]:
+            for number, p in self.postings.items():
+                yield self.words[number], remap[p.slots], p.tf.astype(np.int32)
 
         ids = [self.ids[s] for s in live]
         return Snapshot.build(namespace, ids, [self.lengths[s] for s in live], postings())
@@ -181,20 +223,34 @@ class _Shard:
         shard = cls()
         shard.ids = list(snap.ids)
         shard.slot_of = {doc_id: slot for slot, doc_id in enumerate(snap.ids)}
-        shard.terms = TermRows(snap.vocab, snap.ptr, snap.term, snap.tf)
+        shard.words = list(snap.vocab)
+        shard.vocab = {word: number for number, word in enumerate(snap.vocab)}
+        shard.terms = TermRows(snap.ptr, snap.term, snap.tf)
         shard.lengths = snap.lengths.tolist()
         shard.length_array = snap.lengths.astype(np.float32)
         shard.total_length = int(snap.lengths.sum())
         shard.live_postings = len(snap.term)
-        for term, slots, tf in snap.postings():
-            shard.postings[term] = _Postings(slots, tf)
-            shard.df[term] = len(slots)
+        shard.df = np.bincount(snap.term, minlength=max(len(snap.vocab), 64)).astype(np.int64)
+        for word, slots, tf in snap.postings():
+            shard.postings[shard.vocab[word]] = _Postings(slots, tf)
         return shard
 
     def compacted(self) -> _Shard:
         fresh = _Shard()
+        docs = []
         for doc_id, slot in sorted(self.slot_of.items(), key=lambda item: item[1]):
-            fresh.add(doc_id, [term for term, tf in self.terms[slot] for _ in range(tf)])
+            terms, tfs = self.terms[slot]
+            docs.append(
+                (
+                    doc_id,
+                    [
+                        self.words[t]
+                        for t, tf in zip(terms.tolist(), tfs.tolist(), strict=True)
+                        for _ in range(tf)
+                    ],
+                )
+            )
+        fresh.add_many(docs)
         return fresh
 
 
@@ -220,8 +276,7 @@ class InMemoryKeywordIndex:
         with self._lock:
             self._dirty.add(namespace)
             shard = self._shards.setdefault(namespace, _Shard())
-            for doc_id, tokens in tokenized:
-                shard.add(doc_id, tokens)
+            shard.add_many(tokenized)
             self._maybe_compact(namespace, shard)
 
     def remove(self, namespace: str, ids: Sequence[str]) -> None:

@@ -5,8 +5,8 @@ documents in compressed-sparse-row form: ``ids``, ``lengths`` (tokens per
 document), the vocabulary, and for document ``d`` the term numbers
 ``term[ptr[d]:ptr[d+1]]`` with their counts ``tf``. Loading rebuilds the
 postings with a few vectorised numpy operations (no tokenizing, no Python
-loop per document); a document's ``(term, tf)`` pairs are only turned into
-Python objects when that document is replaced or removed (``TermRows``).
+loop per document); the index keeps each document's ``(term, tf)`` pairs in
+the same form (``TermRows``).
 
 The metadata records the change-feed checkpoint the snapshot reflects
 (``fastcore.checkpoint``); files are read under a shared and written under
@@ -34,36 +34,43 @@ __all__ = ["SUFFIX", "Snapshot", "SnapshotFiles", "TermRows"]
 
 SUFFIX = ".bm25.npz"
 FORMAT = 1
-Terms = tuple[tuple[str, int], ...]
 I32 = npt.NDArray[np.int32]
 
 
 class TermRows:
-    """The ``(term, tf)`` pairs of each slot: the loaded ones read lazily from
-    the snapshot's arrays, later ones appended as tuples."""
+    """The ``(term number, tf)`` pairs of each slot, in compressed-sparse-row
+    form: slot ``s`` owns ``term[ptr[s]:ptr[s+1]]`` and ``tf[...]``. Rows are
+    appended a batch at a time into arrays that grow by doubling."""
 
-    def __init__(
-        self, vocab: list[str] | None = None, ptr: Any = None, term: Any = None, tf: Any = None
-    ) -> None:
-        self._vocab = vocab or []
-        self._ptr: list[int] = [] if ptr is None else ptr.tolist()
-        self._term = term
-        self._tf = tf
-        self._base = max(0, len(self._ptr) - 1)
-        self._rows: list[Terms] = []
+    def __init__(self, ptr: Any = None, term: Any = None, tf: Any = None) -> None:
+        self._ptr: list[int] = [0] if ptr is None else ptr.tolist()
+        n = self._ptr[-1]
+        self._term = np.zeros(max(n, 64), dtype=np.int32)
+        self._tf = np.zeros(max(n, 64), dtype=np.int32)
+        if n:
+            self._term[:n] = term
+            self._tf[:n] = tf
 
     def __len__(self) -> int:
-        return self._base + len(self._rows)
+        return len(self._ptr) - 1
 
-    def __getitem__(self, slot: int) -> Terms:
-        if slot >= self._base:
-            return self._rows[slot - self._base]
+    def __getitem__(self, slot: int) -> tuple[I32, I32]:
         a, b = self._ptr[slot], self._ptr[slot + 1]
-        vocab = self._vocab
-        return tuple(zip([vocab[t] for t in self._term[a:b].tolist()], self._tf[a:b].tolist(), strict=True))
+        return self._term[a:b], self._tf[a:b]
 
-    def append(self, row: Terms) -> None:
-        self._rows.append(row)
+    def extend(self, per_row: npt.NDArray[np.int64], term: npt.NDArray[Any], tf: npt.NDArray[Any]) -> None:
+        """Append ``len(per_row)`` rows; row ``i`` holds the next ``per_row[i]`` pairs."""
+        start = self._ptr[-1]
+        end = start + len(term)
+        if end > len(self._term):
+            size = max(end, 2 * len(self._term))
+            for name in ("_term", "_tf"):
+                grown = np.zeros(size, dtype=np.int32)
+                grown[:start] = getattr(self, name)[:start]
+                setattr(self, name, grown)
+        self._term[start:end] = term
+        self._tf[start:end] = tf
+        self._ptr.extend((start + np.cumsum(per_row)).tolist())
 
 
 @dataclass

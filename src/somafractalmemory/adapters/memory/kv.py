@@ -177,7 +177,10 @@ class InMemoryKeyValueStore:
         for m in new:
             if m.memory_type not in _TYPE_CODE or not 1 <= len(m.coordinate) <= MAX_DIMS:
                 raise InvalidInput("memories", f"memory {m.id} has no valid type or coordinate")
-        entries = [clone_history(h) for h in history]
+        # A history entry that carries its memory's payload shares the stored
+        # copy (neither is ever handed out without being cloned again).
+        copies = {id(m.payload): c.payload for m, c in zip(memories, new, strict=True)}
+        entries = [clone_history(h, copies.get(id(h.payload))) for h in history]
         with self._lock:
             for m in new:
                 table = self._table(m.namespace)
