@@ -191,7 +191,9 @@ def create_backends(
     elif mode is MemoryMode.DEVELOPMENT and not w.test_wiring:
         root = w.data_dir()
         canonical = load("kv", "sqlite")(root / "memories.db")
-        embeddings = load("embeddings", "sqlite")(database=canonical.database)  # vectors shared by processes
+        share = w.embed_cfg.get("share", s.share_embeddings)
+        if embedder.reuse_vectors if share is None else bool(share):  # vectors shared by processes
+            embeddings = load("embeddings", "sqlite")(database=canonical.database)
         if _section(config, "keyword").get("backend") == "sqlite":
             keywords = load("keyword", "sqlite")(root / "keywords.db")
         else:  # in-process BM25 (fast queries), saved to snapshot files, caught up at start

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         False, alias="SOMA_FORCE_HASH_EMBEDDINGS", description="use the hash embedder (tests only)"
     )
     embeddings_model: str | None = Field(None, alias="SOMA_EMBEDDINGS_MODEL", description="minilm | hash")
+    share_embeddings: bool | None = Field(
+        None,
+        alias="SOMA_SHARE_EMBEDDINGS",
+        description="save vectors in the SQLite file for other processes (unset: only for model embedders)",
+    )
     max_memory_size: int | None = Field(
         None,
         alias="SOMA_MAX_MEMORY_SIZE",

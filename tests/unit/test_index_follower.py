@@ -41,7 +41,11 @@ class Processes:
         self.open_ones: list[SomaFractalMemoryEnterprise] = []
 
     def __call__(self, interval_ms: int = 0, data: Path | None = None) -> SomaFractalMemoryEnterprise:
-        config = {"data_dir": str(data or self.root / "data"), "sync_interval_ms": interval_ms}
+        config = {
+            "data_dir": str(data or self.root / "data"),
+            "sync_interval_ms": interval_ms,
+            "embeddings": {"share": True},  # the hash embedder's vectors are not shared by default
+        }
         system = create_memory_system("development", NS, config)
         self.open_ones.append(system)
         return system
@@ -249,6 +253,7 @@ class GatedEmbedder:
     def __init__(self, inner: Any, trigger: str) -> None:
         self.inner, self.trigger = inner, trigger
         self.model_id, self.dim = inner.model_id, inner.dim
+        self.reuse_vectors = inner.reuse_vectors
         self.entered, self.gate = threading.Event(), threading.Event()
 
     def embed(self, texts: Any) -> Any:
@@ -315,3 +320,17 @@ def test_concurrent_writers_leave_every_index_at_the_stored_version(opened: Proc
             assert memory_id(NS, m.coordinate) in [
                 h.memory.id for h in system._recall.keyword_search(m.text, 20)
             ]
+
+
+def test_hash_vectors_are_recomputed_not_shared_unless_asked(tmp_path: Path) -> None:
+    plain = create_memory_system("development", NS, {"data_dir": str(tmp_path / "a")})
+    shared = create_memory_system(
+        "development", NS, {"data_dir": str(tmp_path / "b"), "embeddings": {"share": True}}
+    )
+    try:
+        assert plain.backends.embedder.reuse_vectors is False
+        assert plain.backends.embeddings is None
+        assert shared.backends.embeddings is not None
+    finally:
+        plain.close()
+        shared.close()

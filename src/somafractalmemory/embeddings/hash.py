@@ -62,6 +62,8 @@ class HashEmbedder:
         self.dim = dim
         self.char_trigrams = char_trigrams
         self.model_id = f"hash-{dim}" + ("-c3" if char_trigrams else "")
+        #: hashing a text costs microseconds, less than reading its stored vector
+        self.reuse_vectors = False
         self._cache_size = cache_size
         self._cache: dict[str, int] = {}
 

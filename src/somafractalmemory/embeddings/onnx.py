@@ -85,6 +85,7 @@ class OnnxMiniLMEmbedder:
     """
 
     model_id = "all-MiniLM-L6-v2-int8"
+    reuse_vectors = True  # a stored vector costs far less than a model run
     dim = 384
 
     def __init__(

@@ -209,9 +209,8 @@ class FastCoreVectorStore(SlabFiles):
         if space.ann is None or not np.any(query):
             return None
         slab = space.slab
-        found = map(slab.key_rows.get, space.ann.search(query, k))
-        rows = list(dict.fromkeys(found))  # current keys only (a stale key maps to None)
-        rows = [r for r in rows if r is not None]
+        proposed = dict.fromkeys(map(slab.key_rows.get, space.ann.search(query, k)))
+        rows = [r for r in proposed if r is not None]  # current keys only (a stale key maps to None)
         if len(rows) < k:
             return None
         picked = np.asarray(rows, dtype=np.intp)

@@ -482,10 +482,13 @@ class IEmbedder(Protocol):
 
     ``embed`` returns a float32 array of shape ``(len(texts), dim)`` whose
     rows are L2-normalised (an empty text gives the zero vector). The same
-    text always gives the same vector.
+    text always gives the same vector. ``reuse_vectors`` is True when reading
+    a stored vector is cheaper than embedding the text again (a model); only
+    then are vectors saved for other processes (``IEmbeddingStore``).
     """
 
     model_id: str
     dim: int
+    reuse_vectors: bool
 
     def embed(self, texts: Sequence[str]) -> Vector: ...
