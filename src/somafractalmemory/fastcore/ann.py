@@ -65,9 +65,11 @@ class AnnParams:
     """HNSW parameters (see ``docs/FAST_CORE_MATH.md`` for how they were tuned).
 
     ``connectivity`` is HNSW's M, ``expansion_add`` its ef_construction,
-    ``expansion_search`` its ef; ``oversample`` candidates per wanted hit are
-    fetched and re-ranked exactly; ``dtype`` is the index's storage type
-    (the exact re-rank makes half precision safe).
+    ``expansion_search`` its starting ef; ``candidates(k)`` keys are fetched
+    for ``k`` wanted hits and re-ranked exactly: ``oversample`` per hit while
+    that stays within ``min_candidates``, and never fewer than two per hit;
+    ``dtype`` is the index's storage type (the exact re-rank makes half
+    precision safe).
 
     After a build, ``calibrate`` measures the top-10 overlap with exact search
     on ``probes`` queries and raises ``expansion_search`` (up to
@@ -79,12 +81,17 @@ class AnnParams:
     threshold: int = DEFAULT_THRESHOLD
     connectivity: int = 16
     expansion_add: int = 64
-    expansion_search: int = 128
+    expansion_search: int = 64
     oversample: int = 4
+    min_candidates: int = 40
     dtype: str = "f16"
     target_overlap: float = 0.97
     max_expansion: int = 1024
     probes: int = 100
+
+    def candidates(self, k: int) -> int:
+        """How many keys to fetch for ``k`` hits: ``max(2k, min(oversample * k, min_candidates))``."""
+        return max(2 * k, min(self.oversample * k, self.min_candidates))
 
 
 class AnnIndex:
@@ -139,10 +146,10 @@ class AnnIndex:
         return np.asarray(self._index.contains(keys), dtype=np.bool_).reshape(keys.shape[0])
 
     def search(self, query: npt.NDArray[np.float32], k: int) -> list[int]:
-        """Keys of up to ``k * oversample`` candidates, best first."""
+        """Keys of up to ``params.candidates(k)`` candidates, best first."""
         if len(self._index) == 0:
             return []
-        matches = self._index.search(query, k * self.params.oversample)
+        matches = self._index.search(query, self.params.candidates(k))
         keys: list[int] = np.asarray(matches.keys, dtype=np.uint64).tolist()
         return keys
 

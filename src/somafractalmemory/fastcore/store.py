@@ -198,7 +198,7 @@ class FastCoreVectorStore(SlabFiles):
             and type_code is None
             and not filters
             and size >= max(self._params.threshold, space.ann_off_below)
-            and k * self._params.oversample < size
+            and self._params.candidates(k) < size
             and ann_available()
         )
 
