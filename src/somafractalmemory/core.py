@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from . import gcpause
 from .errors import InvalidInput, NotFound, SFMError
 from .interfaces.storage import ILock, Vector
 from .models import (
@@ -35,6 +36,9 @@ from .services.lifecycle import LifecycleService
 from .services.recall import RecallRequest, RecallService
 from .services.store import StoreService, parse_bulk_item
 from .services.transfer import TransferService
+
+#: Bulk writes of at least this many items pause the cyclic garbage collector.
+BULK_GC_PAUSE_FROM = 100
 
 __all__ = ["MemoryType", "SomaFractalMemoryEnterprise"]
 
@@ -80,9 +84,11 @@ class SomaFractalMemoryEnterprise:
         return self._store.remember(payload, coordinate, memory_type)
 
     def store_memories_bulk(self, items: Iterable[Any], wait_indexed: bool | None = None) -> list[Memory]:
-        return self._store.store_many(
-            (parse_bulk_item(item, i) for i, item in enumerate(items)), wait_indexed=wait_indexed
-        )
+        batch = items if isinstance(items, Sequence) else list(items)
+        with gcpause.paused(len(batch) >= BULK_GC_PAUSE_FROM):  # see gcpause
+            return self._store.store_many(
+                (parse_bulk_item(item, i) for i, item in enumerate(batch)), wait_indexed=wait_indexed
+            )
 
     def set_importance(self, coordinate: Any, importance: Any) -> Memory:
         current = self._get(coordinate)

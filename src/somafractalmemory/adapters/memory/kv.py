@@ -11,7 +11,15 @@ query is one vectorised box test over the memories of that dimensionality
 Stored and returned memories are copies, so a caller mutating a payload
 never changes the store. All methods are thread-safe (one lock).
 
-The change feed is a list of ``Change``s in this process (one per memory
+Memories, history entries and changes are held as tuples of plain values
+(the memory type as its code; payloads in dicts beside them, by id or
+position), not as ``Memory``/``HistoryEntry``/``Change`` objects: CPython's
+cyclic garbage collector stops tracking such tuples after one look, so a
+store of 100k memories adds almost nothing to every full collection (as
+objects they added ~500k, and collecting them took a quarter of the
+bulk-store time).
+
+The change feed is a list of changes in this process (one per memory
 written or deleted); its cursor is the list's length.
 """
 
@@ -20,6 +28,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -27,11 +36,47 @@ import numpy.typing as npt
 from ...errors import InvalidInput
 from ...interfaces.storage import Change, Filters
 from ...models import MAX_DIMS, Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType, matches_filters
-from ._util import check_box, clone_history, clone_memory, top_n
+from ._util import check_box, copy_json, top_n
 
 __all__ = ["InMemoryKeyValueStore"]
 
 _TYPE_CODE = {MemoryType.EPISODIC: 1, MemoryType.SEMANTIC: 2}
+_TYPE_OF = {code: kind for kind, code in _TYPE_CODE.items()}
+
+#: ``(id, namespace, coordinate, type code, created_at, updated_at, version)``
+_Row = tuple[str, str, Coordinate, int, float, float, int]
+#: ``(namespace, memory_id, coordinate, version, action, type code or 0,
+#: changed_at, actor, changed_keys)``
+_HistoryRow = tuple[str, str, Coordinate, int, str, int, float, str, tuple[str, ...]]
+_ID: Final = 0
+_NAMESPACE: Final = 1
+_COORD: Final = 2
+_KIND: Final = 3
+_CREATED: Final = 4
+_UPDATED: Final = 5
+_VERSION: Final = 6
+_CHANGED_AT: Final = 6
+
+
+def _row(m: Memory) -> _Row:
+    return (m.id, m.namespace, tuple(m.coordinate), _TYPE_CODE[m.memory_type], m.created_at, m.updated_at,
+            m.version)  # fmt: skip
+
+
+def _memory(r: _Row, payload: dict[str, Any]) -> Memory:
+    """A fresh ``Memory`` from a stored row and payload (copied)."""
+    return Memory(r[0], r[1], r[2], copy_json(payload), _TYPE_OF[r[3]], r[4], r[5], r[6])
+
+
+def _history_row(h: HistoryEntry) -> _HistoryRow:
+    kind = 0 if h.memory_type is None else _TYPE_CODE[h.memory_type]
+    return (h.namespace, h.memory_id, tuple(h.coordinate), h.version, h.action, kind, h.changed_at, h.actor,
+            tuple(h.changed_keys))  # fmt: skip
+
+
+def _entry(r: _HistoryRow, payload: dict[str, Any] | None) -> HistoryEntry:
+    copied = None if payload is None else copy_json(payload)
+    return HistoryEntry(r[0], r[1], r[2], r[3], r[4], copied, _TYPE_OF.get(r[5]), r[6], r[7], list(r[8]))
 
 
 class _Points:
@@ -74,11 +119,20 @@ class _Points:
         return found
 
 
+def _copied(payload: dict[str, Any] | None, copies: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    """The copy of ``payload`` already made (by ``id``), else a new one."""
+    if payload is None:
+        return None
+    found = copies.get(id(payload))
+    return copy_json(payload) if found is None else found
+
+
 class _Table:
     """The memories of one namespace plus their columnar index."""
 
     def __init__(self, capacity: int = 64) -> None:
-        self.memories: dict[str, Memory] = {}
+        self.memories: dict[str, _Row] = {}
+        self.payloads: dict[str, dict[str, Any]] = {}
         self.slot_of: dict[str, int] = {}
         self.ids: list[str] = []
         self.free: list[int] = []
@@ -87,8 +141,9 @@ class _Table:
         self.kind = np.zeros(capacity, dtype=np.int8)
         self.updated = np.zeros(capacity, dtype=np.float64)
         self.importance = np.zeros(capacity, dtype=np.float64)
-        self.history: list[HistoryEntry] = []
-        self.history_of: dict[str, list[HistoryEntry]] = {}
+        self.history: list[_HistoryRow] = []
+        self.history_payloads: list[dict[str, Any] | None] = []  # beside ``history``
+        self.history_of: dict[str, tuple[int, ...]] = {}  # positions in ``history``
 
     def _grow(self) -> None:
         size = len(self.ndim) * 2
@@ -98,37 +153,46 @@ class _Table:
             new[: len(old)] = old
             setattr(self, name, new)
 
-    def put(self, m: Memory) -> None:
-        slot = self.slot_of.get(m.id)
+    def memory(self, memory_id: str) -> Memory:
+        return _memory(self.memories[memory_id], self.payloads[memory_id])
+
+    def history_entry(self, position: int) -> HistoryEntry:
+        return _entry(self.history[position], self.history_payloads[position])
+
+    def put(self, row: _Row, payload: dict[str, Any], importance: float) -> None:
+        memory_id, coordinate = row[_ID], row[_COORD]
+        slot = self.slot_of.get(memory_id)
         if slot is None:
             if self.free:
                 slot = self.free.pop()
-                self.ids[slot] = m.id
+                self.ids[slot] = memory_id
             else:
                 slot = len(self.ids)
                 if slot == len(self.ndim):
                     self._grow()
-                self.ids.append(m.id)
-            self.slot_of[m.id] = slot
-        n = len(m.coordinate)
+                self.ids.append(memory_id)
+            self.slot_of[memory_id] = slot
+        n = len(coordinate)
         old = int(self.ndim[slot])
         if old and old != n:
             self.points[old].remove(slot)
         points = self.points.get(n)
         if points is None:
             points = self.points[n] = _Points(n)
-        points.put(slot, m.coordinate)
+        points.put(slot, coordinate)
         self.ndim[slot] = n
-        self.kind[slot] = _TYPE_CODE[m.memory_type]
-        self.updated[slot] = m.updated_at
-        self.importance[slot] = m.importance
-        self.memories[m.id] = m
+        self.kind[slot] = row[_KIND]
+        self.updated[slot] = row[_UPDATED]
+        self.importance[slot] = importance
+        self.memories[memory_id] = row
+        self.payloads[memory_id] = payload
 
     def delete(self, memory_id: str) -> bool:
         slot = self.slot_of.pop(memory_id, None)
         if slot is None:
             return False
         del self.memories[memory_id]
+        del self.payloads[memory_id]
         self.points[int(self.ndim[slot])].remove(slot)
         self.ndim[slot] = 0
         self.kind[slot] = 0
@@ -136,10 +200,10 @@ class _Table:
         self.free.append(slot)
         return True
 
-    def add_history(self, entries: Sequence[HistoryEntry]) -> None:
-        for entry in entries:
-            self.history.append(entry)
-            self.history_of.setdefault(entry.memory_id, []).append(entry)
+    def add_history(self, entry: _HistoryRow, payload: dict[str, Any] | None) -> None:
+        self.history_of[entry[1]] = (*self.history_of.get(entry[1], ()), len(self.history))
+        self.history.append(entry)
+        self.history_payloads.append(payload)
 
     def live(self, memory_type: MemoryType | None) -> npt.NDArray[np.bool_]:
         size = len(self.ids)
@@ -157,11 +221,11 @@ class InMemoryKeyValueStore:
     def __init__(self) -> None:
         self._tables: dict[str, _Table] = {}
         self._lock = threading.RLock()
-        self._changes: list[Change] = []
+        self._changes: list[tuple[int, str, str, int, str]] = []  # Change fields
         self._feed_id = uuid.uuid4().hex
 
     def _record(self, namespace: str, memory_id: str, version: int, action: str) -> None:
-        self._changes.append(Change(len(self._changes) + 1, namespace, memory_id, version, action))
+        self._changes.append((len(self._changes) + 1, namespace, memory_id, version, action))
 
     def _table(self, namespace: str) -> _Table:
         table = self._tables.get(namespace)
@@ -172,30 +236,31 @@ class InMemoryKeyValueStore:
     def put_many(
         self, memories: Sequence[Memory], history: Sequence[HistoryEntry], events: Sequence[MemoryEvent] = ()
     ) -> None:
-        # Copy and check first, then apply: nothing can fail half-way.
-        new = [clone_memory(m) for m in memories]
-        for m in new:
+        # Check and copy first, then apply: nothing can fail half-way.
+        for m in memories:
             if m.memory_type not in _TYPE_CODE or not 1 <= len(m.coordinate) <= MAX_DIMS:
                 raise InvalidInput("memories", f"memory {m.id} has no valid type or coordinate")
+        new = [(_row(m), copy_json(m.payload), m.importance) for m in memories]
         # A history entry that carries its memory's payload shares the stored
-        # copy (neither is ever handed out without being cloned again).
-        copies = {id(m.payload): c.payload for m, c in zip(memories, new, strict=True)}
-        entries = [clone_history(h, copies.get(id(h.payload))) for h in history]
+        # copy (neither is ever handed out without being copied again).
+        copies = {id(m.payload): payload for m, (_, payload, _) in zip(memories, new, strict=True)}
+        entries = [(_history_row(h), _copied(h.payload, copies)) for h in history]
         with self._lock:
-            for m in new:
-                table = self._table(m.namespace)
-                self._record(m.namespace, m.id, m.version, "updated" if m.id in table.memories else "created")
-                table.put(m)
-            for h in entries:
-                self._table(h.namespace).add_history([h])
+            for row, payload, importance in new:
+                table = self._table(row[_NAMESPACE])
+                action = "updated" if row[_ID] in table.memories else "created"
+                self._record(row[_NAMESPACE], row[_ID], row[_VERSION], action)
+                table.put(row, payload, importance)
+            for h, payload in entries:
+                self._table(h[0]).add_history(h, payload)
 
     def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Memory]:
         with self._lock:
             table = self._tables.get(namespace)
             if table is None:
                 return {}
-            found = [table.memories[i] for i in ids if i in table.memories]
-        return {m.id: clone_memory(m) for m in found}
+            found = [(table.memories[i], table.payloads[i]) for i in ids if i in table.memories]
+        return {r[_ID]: _memory(r, payload) for r, payload in found}
 
     def delete_many(
         self,
@@ -204,15 +269,15 @@ class InMemoryKeyValueStore:
         history: Sequence[HistoryEntry],
         events: Sequence[MemoryEvent] = (),
     ) -> list[str]:
-        entries = [clone_history(h) for h in history]
+        entries = [(_history_row(h), None if h.payload is None else copy_json(h.payload)) for h in history]
         with self._lock:
             table = self._table(namespace)
-            versions = {i: table.memories[i].version for i in ids if i in table.memories}
+            versions = {i: table.memories[i][_VERSION] for i in ids if i in table.memories}
             deleted = [i for i in dict.fromkeys(ids) if table.delete(i)]
             for i in deleted:
                 self._record(namespace, i, versions[i], "deleted")
-            for h in entries:
-                self._table(h.namespace).add_history([h])
+            for h, payload in entries:
+                self._table(h[0]).add_history(h, payload)
             if not table.memories and not table.history:
                 del self._tables[namespace]
         return deleted
@@ -224,16 +289,12 @@ class InMemoryKeyValueStore:
             table = self._tables.get(namespace)
             if table is None:
                 return
-            order = sorted(
-                (m.created_at, m.id)
-                for m in table.memories.values()
-                if memory_type is None or m.memory_type is memory_type
-            )
+            code = None if memory_type is None else _TYPE_CODE[memory_type]
+            order = sorted((r[_CREATED], r[_ID]) for r in table.memories.values() if code in (None, r[_KIND]))
         step = max(1, page_size)
         for start in range(0, len(order), step):
             with self._lock:
-                page = [table.memories.get(i) for _, i in order[start : start + step]]
-                copies = [clone_memory(m) for m in page if m is not None]
+                copies = [table.memory(i) for _, i in order[start : start + step] if i in table.memories]
             yield from copies
 
     def find_range(
@@ -248,9 +309,8 @@ class InMemoryKeyValueStore:
             slots = points.within(lo, hi) if points is not None else np.zeros(0, dtype=np.int64)
             if memory_type is not None:
                 slots = slots[table.kind[slots] == _TYPE_CODE[memory_type]]
-            found = [table.memories[table.ids[s]] for s in slots]
-            found.sort(key=lambda m: m.coordinate)
-            return [clone_memory(m) for m in found]
+            found = sorted((table.memories[table.ids[s]] for s in slots), key=lambda r: r[_COORD])
+            return [table.memory(r[_ID]) for r in found]
 
     def filter_ids(
         self, namespace: str, filters: Filters | None, memory_type: MemoryType | None = None
@@ -259,27 +319,32 @@ class InMemoryKeyValueStore:
             table = self._tables.get(namespace)
             if table is None:
                 return set()
+            code = None if memory_type is None else _TYPE_CODE[memory_type]
             return {
-                m.id
-                for m in table.memories.values()
-                if (memory_type is None or m.memory_type is memory_type)
-                and matches_filters(m.payload, filters)
+                r[_ID]
+                for r in table.memories.values()
+                if code in (None, r[_KIND]) and matches_filters(table.payloads[r[_ID]], filters)
             }
 
     def history(self, namespace: str, memory_id: str) -> list[HistoryEntry]:
         with self._lock:
             table = self._tables.get(namespace)
-            entries = list(table.history_of.get(memory_id, [])) if table else []
+            if table is None:
+                return []
+            entries = [table.history_entry(i) for i in table.history_of.get(memory_id, ())]
         entries.sort(key=lambda h: h.changed_at)  # stable: insertion order breaks ties
-        return [clone_history(h) for h in entries]
+        return entries
 
     def iter_history(self, namespace: str) -> Iterator[HistoryEntry]:
         with self._lock:
             table = self._tables.get(namespace)
-            entries = list(table.history) if table else []
-        entries.sort(key=lambda h: h.changed_at)
-        for h in entries:
-            yield clone_history(h)
+            if table is None:
+                return
+            order = sorted(range(len(table.history)), key=lambda i: table.history[i][_CHANGED_AT])
+        for start in range(0, len(order), 500):
+            with self._lock:
+                page = [table.history_entry(i) for i in order[start : start + 500]]
+            yield from page
 
     def _top(
         self, namespace: str, n: int, memory_type: MemoryType | None, by_importance: bool
@@ -291,7 +356,7 @@ class InMemoryKeyValueStore:
             slots = np.flatnonzero(table.live(memory_type))
             keys = [table.importance, table.updated] if by_importance else [table.updated]
             chosen = top_n(slots, keys, table.ids, n)
-            return [clone_memory(table.memories[table.ids[s]]) for s in chosen]
+            return [table.memory(table.ids[s]) for s in chosen]
 
     def recent(self, namespace: str, n: int, memory_type: MemoryType | None = None) -> list[Memory]:
         """Newest ``updated_at`` first; ties by id."""
@@ -324,7 +389,7 @@ class InMemoryKeyValueStore:
     def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[Change]]:
         with self._lock:
             start = max(0, int(seq))
-            found = self._changes[start : start + max(1, int(limit))]
+            found = [Change(*c) for c in self._changes[start : start + max(1, int(limit))]]
         return (found[-1].seq if found else int(seq)), found
 
     def health(self) -> None:
