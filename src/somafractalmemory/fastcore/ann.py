@@ -164,9 +164,10 @@ class AnnIndex:
     def calibrate(
         self, keys: npt.NDArray[np.uint64], scaled: npt.NDArray[np.float32], seed: int = 0
     ) -> float | None:
-        """Tune ``expansion_search`` (times 1.5 per step) until the top-10
-        overlap with exact search reaches ``target_overlap`` on ``probes``
-        queries; return the overlap, or None if ``max_expansion`` misses it.
+        """Tune ``expansion_search`` (times 1.5 per step, then bisected down
+        to within 8 of the smallest passing value) until the top-10 overlap
+        with exact search reaches ``target_overlap`` on ``probes`` queries;
+        return the overlap, or None if ``max_expansion`` misses it.
 
         ``keys[i]`` holds ``scaled[i]``. A probe is the normalised midpoint of
         two random indexed points: in-distribution, but not itself indexed.
@@ -186,20 +187,32 @@ class AnnIndex:
         exact = np.maximum(probes @ scaled.T, 0.0)  # the base scores, since importance_norm > 0
         truth = [set(np.argpartition(-row, k - 1)[:k].tolist()) for row in exact]
         position = {key: i for i, key in enumerate(keys.tolist())}
-        expansion = params.expansion_search
-        while True:
+
+        def overlap_at(expansion: int) -> float:
             self._index.expansion_search = expansion
             found = 0
             for probe, best, scores in zip(probes, truth, exact, strict=True):
                 proposed = (position.get(key) for key in self.search(probe, k))
                 top = sorted((i for i in proposed if i is not None), key=scores.__getitem__, reverse=True)
                 found += len(best.intersection(top[:k]))
-            overlap = found / (k * int(probes.shape[0]))
-            if overlap >= params.target_overlap:
-                return overlap
+            return found / (k * int(probes.shape[0]))
+
+        failed, expansion = 0, params.expansion_search
+        overlap = overlap_at(expansion)
+        while overlap < params.target_overlap:
             if expansion >= params.max_expansion:
                 return None
-            expansion = min(params.max_expansion, expansion * 3 // 2)
+            failed, expansion = expansion, min(params.max_expansion, expansion * 3 // 2)
+            overlap = overlap_at(expansion)
+        while failed and expansion - failed > 8:  # the smallest ef that passes, to within 8
+            middle = (failed + expansion) // 2
+            middle_overlap = overlap_at(middle)
+            if middle_overlap >= params.target_overlap:
+                expansion, overlap = middle, middle_overlap
+            else:
+                failed = middle
+        self._index.expansion_search = expansion
+        return overlap
 
     def save(self, path: str) -> None:
         self._index.save(path)
