@@ -8,7 +8,10 @@ embeddings, no rate limit, ``--workers`` processes) on a free loopback port,
 loads ``--preload`` memories through ``/store_bulk`` (1,000 per request), then
 drives each endpoint in turn with ``--concurrency`` keep-alive connections for
 ``--duration`` seconds and prints requests/s, latency percentiles and
-responses by status. The load generator is ``wrk`` when it is installed
+responses by status, and the CPU time the server's processes spent per
+request (from ``/proc``: on a small machine, where the load generator
+shares the cores, that decides the throughput). The load generator is
+``wrk`` when it is installed
 (``apt-get install wrk``), else a small asyncio HTTP/1.1 client in this file
 (lighter than a full client library, so it leaves more CPU to the server when
 both share a machine). Traffic goes to 127.0.0.1 only and every phase is
@@ -66,10 +69,18 @@ class Result:
     statuses: Counter[str] = field(default_factory=Counter)
     percentiles: dict[str, float] = field(default_factory=dict)
     requests: int = 0
+    server_cpu: float | None = None  # seconds of CPU the server's processes used
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU per request, in microseconds (nan where /proc is not there)."""
+        if self.server_cpu is None or not self.requests:
+            return float("nan")
+        return self.server_cpu / self.requests * 1e6
 
     def pct(self, p: float) -> float:
         if self.percentiles:
@@ -130,6 +141,38 @@ def start_server(
     ]
     with open(log_file, "wb") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and its descendants (Linux ``/proc``; just ``root`` elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU seconds of ``pids`` so far (None without ``/proc``)."""
+    if not Path("/proc/self/stat").exists():
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
@@ -315,16 +358,14 @@ def preload(base_url: str, count: int, words: list[str], rng: random.Random) -> 
 
 def report(results: list[Result]) -> None:
     print()
-    columns = ("requests", "req/s", "p50 ms", "p90 ms", "p99 ms")
-    print(
-        f"{'endpoint':<10} {'engine':<15} "
-        + " ".join(f"{c:>{9 if i < 2 else 8}}" for i, c in enumerate(columns))
-    )
+    columns = (("requests", 9), ("req/s", 9), ("p50 ms", 8), ("p90 ms", 8), ("p99 ms", 8), ("cpu us/req", 10))
+    print(f"{'endpoint':<10} {'engine':<15} " + " ".join(f"{c:>{w}}" for c, w in columns))
     for r in results:
         print(
             f"{r.endpoint:<10} {r.engine:<15} {r.requests:>9} {r.rps:>9.0f} "
-            f"{r.pct(50):>8.2f} {r.pct(90):>8.2f} {r.pct(99):>8.2f}"
+            f"{r.pct(50):>8.2f} {r.pct(90):>8.2f} {r.pct(99):>8.2f} {r.cpu_us:>10.0f}"
         )
+    print("(cpu us/req: CPU time of the server's processes per request, user + system)")
     print()
     for r in results:
         print(f"{r.endpoint}: responses by status: {dict(sorted(r.statuses.items()))}")
@@ -399,10 +440,15 @@ def main(argv: list[str] | None = None) -> int:
             for endpoint in [e.strip() for e in args.endpoints.split(",") if e.strip()]:
                 if endpoint not in bodies:
                     raise SystemExit(f"unknown endpoint {endpoint!r}; known: {', '.join(bodies)}")
+                server = process_tree(process.pid)
+                before = cpu_seconds(server)
                 if engine == "wrk":
                     result = load_wrk(port, endpoint, bodies[endpoint], args.concurrency, args.duration, tmp)
                 else:
                     result = load_python(port, endpoint, bodies[endpoint], args.concurrency, args.duration)
+                after = cpu_seconds(server)
+                if before is not None and after is not None:
+                    result.server_cpu = after - before
                 results.append(result)
             stats = httpx.get(base_url + "/stats", timeout=30).json()
             print(

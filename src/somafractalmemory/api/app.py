@@ -7,6 +7,11 @@ document is written to ``SOMA_OPENAPI_PATH`` (unless empty), and the
 backends are closed when it stops. Backends passed in are the caller's: the
 app uses them and leaves them open.
 
+Where other processes write to the same canonical store (``soma serve
+--workers N``, the CLI), the app also applies their writes to this
+process's indexes in the background, every ``SOMA_SYNC_INTERVAL_MS``
+(``services.follower``), so that a request seldom finds many to apply.
+
 Middlewares, outermost first: startup-failure message (lifespan only) ->
 observability (request id, access log, metrics, span) -> body limit (413)
 -> FastAPI (routes, the error table).
@@ -14,6 +19,8 @@ observability (request id, access log, metrics, span) -> body limit (413)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -30,9 +37,10 @@ from ..core import SomaFractalMemoryEnterprise
 from ..errors import SFMError
 from ..factory import create_backends
 from ..services.backends import Backends
+from ..services.follower import IndexFollower
 from ..settings import Settings
 from .auth import KeyRing
-from .deps import ApiState, NamespaceCores
+from .deps import ApiState, NamespaceCores, in_process, in_thread
 from .errors import install_error_handlers
 from .metrics import ApiMetrics
 from .middleware import BodyLimitMiddleware, ObservabilityMiddleware, StartupFailureMiddleware
@@ -74,7 +82,26 @@ def _start(settings: Settings, injected: Backends | None, metrics: ApiMetrics) -
         if injected is None:
             backends.close()
         raise
-    return ApiState(settings, backends, keys, limiter, metrics, cores)
+    return ApiState(settings, backends, keys, limiter, metrics, cores, inline=in_process(backends))
+
+
+async def follow(state: ApiState, follower: IndexFollower) -> None:
+    """Apply other processes' writes every ``follower.interval`` (until cancelled).
+
+    Requests still call ``sync()`` before reading; this keeps what they
+    find to apply small, and applies writes while no request reads.
+    """
+    failing = False
+    while True:
+        await asyncio.sleep(max(follower.interval, 0.05))
+        try:
+            await in_thread(state, follower.sync)
+        except Exception as exc:  # a read retries it; say so once per outage
+            if not failing:
+                log.warning("applying other processes' writes failed: %s", exc)
+            failing = True
+        else:
+            failing = False
 
 
 def write_openapi(app: FastAPI, path: str | None) -> None:
@@ -110,10 +137,16 @@ def create_app(settings: Settings | None = None, backends: Backends | None = Non
             raise exc.with_traceback(None) from None
         app.state.soma = state
         write_openapi(app, settings.openapi_path)
+        follower = state.backends.follower
+        following = asyncio.create_task(follow(state, follower)) if backends is None and follower else None
         log.info("api started", extra={"mode": state.backends.mode, "keys": len(state.keys.grants)})
         try:
             yield
         finally:
+            if following is not None:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
             app.state.soma = None
             if backends is None:
                 await run_in_threadpool(state.backends.close)
@@ -127,10 +160,11 @@ def create_app(settings: Settings | None = None, backends: Backends | None = Non
     )
     app.state.soma = None
     install_error_handlers(app)
-    for router in ROUTERS:
-        # the routes themselves, not the router: this FastAPI matches an included
-        # router's routes through an extra layer that costs ~0.3 ms per request
-        app.router.routes.extend(router.routes)
+    # the routes themselves, not the routers: this FastAPI matches an included
+    # router's routes through an extra layer that costs ~0.3 ms per request;
+    # and ahead of /docs, /redoc and /openapi.json, which are matched
+    # (one by one, in order) far less often
+    app.router.routes[:0] = [route for router in ROUTERS for route in router.routes]
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, tracing=load_tracing())
     app.add_middleware(StartupFailureMiddleware, reported=reported)

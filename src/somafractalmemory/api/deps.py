@@ -4,11 +4,22 @@
 authenticate the key, spend one unit of the caller's rate budget, pick the
 namespace (``auth.KeyRing.namespace_for``) and check the key may read or
 write it. One core object per namespace is kept (``NamespaceCores``).
+(``fastroute.CoreRoute`` calls the same functions, in the same order,
+without FastAPI's dependency machinery.)
+
+``run`` calls the core. Where every backend lives in this process (SQLite
+file, in-process indexes: ``ApiState.inline``), a call of bounded cost runs
+right on the event loop: a thread hop costs more than such a call, and
+threads that take turns at the GIL with the event loop make the slowest
+responses far slower. Anything else (network backends, bulk work, a moment
+when another thread is applying other processes' writes) runs in the
+threadpool.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,12 +46,45 @@ __all__ = [
     "State",
     "WriteCore",
     "api_state",
+    "authenticate",
+    "bearer",
+    "core_for",
+    "in_process",
+    "in_thread",
+    "read_core",
     "render",
     "run",
+    "write_core",
 ]
 
 NAMESPACE_HEADER = "X-Soma-Namespace"
+NAMESPACE_MAX_LENGTH = 128
 T = TypeVar("T")
+
+#: Adapter names of backends that do no network round trip (``in_process``).
+LOCAL_ADAPTERS = frozenset({"memory", "sqlite", "fast", "null"})
+#: Core operations of bounded cost (one memory, one query), run on the event
+#: loop when ``ApiState.inline``; bulk and scan-like ones always use a thread.
+INLINE_OPERATIONS = frozenset(
+    {"store", "remember", "recall", "get", "delete", "history", "link", "neighbors"}
+)
+
+
+def in_process(backends: Backends) -> bool:
+    """Whether every backend works inside this process (no network I/O to wait for)."""
+    adapters: list[Any] = [
+        backends.kv,
+        backends.graph,
+        backends.vectors,
+        backends.keywords,
+        backends.cache,
+        backends.locks,
+        backends.rate_limiter,
+        backends.bus,
+    ]
+    if backends.embeddings is not None:
+        adapters.append(backends.embeddings)
+    return all(getattr(adapter, "name", None) in LOCAL_ADAPTERS for adapter in adapters)
 
 
 class NamespaceCores:
@@ -79,6 +123,11 @@ class ApiState:
     ratelimit: RateLimit
     metrics: ApiMetrics
     cores: NamespaceCores
+    #: run operations of bounded cost on the event loop (see the module docstring)
+    inline: bool = False
+    #: core calls now running in the threadpool that may hold a lock for long
+    #: (``in_thread``; only the event loop's thread changes it)
+    threads: int = 0
 
     @property
     def root(self) -> SomaFractalMemoryEnterprise:
@@ -93,7 +142,7 @@ async def api_state(request: Request) -> ApiState:
 
 
 State = Annotated[ApiState, Depends(api_state)]
-_bearer = HTTPBearer(auto_error=False, description="an API key (docs/API.md: Authentication)")
+bearer = HTTPBearer(auto_error=False, description="an API key (docs/API.md: Authentication)")
 
 
 async def _spend(state: ApiState, identity: str) -> None:
@@ -106,7 +155,7 @@ async def _spend(state: ApiState, identity: str) -> None:
 async def authenticate(
     request: Request,
     state: State,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> KeyGrant | None:
     """The caller's key grant (``None`` when no keys are configured), rate-limited."""
     address = f"addr:{request.client.host if request.client else 'unknown'}"
@@ -123,7 +172,7 @@ async def authenticate(
 Authenticated = Annotated[KeyGrant | None, Depends(authenticate)]
 
 
-def _core_for(
+def core_for(
     request: Request, state: ApiState, grant: KeyGrant | None, requested: str | None, access: Access
 ) -> SomaFractalMemoryEnterprise:
     namespace = state.keys.namespace_for(grant, requested, access)
@@ -135,7 +184,7 @@ _NamespaceHeader = Annotated[
     str | None,
     Header(
         alias=NAMESPACE_HEADER,
-        max_length=128,
+        max_length=NAMESPACE_MAX_LENGTH,
         description="the namespace to use (the key must be allowed to use it); default: the key's",
     ),
 ]
@@ -144,23 +193,51 @@ _NamespaceHeader = Annotated[
 async def read_core(
     request: Request, state: State, grant: Authenticated, namespace: _NamespaceHeader = None
 ) -> SomaFractalMemoryEnterprise:
-    return _core_for(request, state, grant, namespace, "read")
+    return core_for(request, state, grant, namespace, "read")
 
 
 async def write_core(
     request: Request, state: State, grant: Authenticated, namespace: _NamespaceHeader = None
 ) -> SomaFractalMemoryEnterprise:
-    return _core_for(request, state, grant, namespace, "write")
+    return core_for(request, state, grant, namespace, "write")
 
 
 ReadCore = Annotated[SomaFractalMemoryEnterprise, Depends(read_core)]
 WriteCore = Annotated[SomaFractalMemoryEnterprise, Depends(write_core)]
 
 
-async def run(state: ApiState, operation: str, fn: Callable[..., T], *args: Any) -> T:
-    """Call the core off the event loop (it blocks on I/O), timed as ``operation``."""
-    with state.metrics.operation(operation):
+async def in_thread(state: ApiState, fn: Callable[..., T], *args: Any) -> T:
+    """Call ``fn`` in the threadpool; while it runs, ``run`` keeps the core off the event loop."""
+    state.threads += 1
+    try:
         return await run_in_threadpool(fn, *args)
+    finally:
+        state.threads -= 1
+
+
+async def run(state: ApiState, operation: str, fn: Callable[..., T], *args: Any) -> T:
+    """Call the core, timed as ``operation``: on the event loop when that is
+    cheap and cannot wait long (see the module docstring), else in the threadpool.
+
+    An operation of bounded cost runs on the loop only while no other core
+    work runs in a thread (``ApiState.threads``: bulk operations, health
+    checks, the background follower), so it never waits on the loop for a
+    lock such work may hold for long; meanwhile it runs in a thread too
+    (uncounted: such calls are short). Anything else runs in a thread.
+    """
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        if operation not in INLINE_OPERATIONS:
+            result = await in_thread(state, fn, *args)
+        elif state.inline and not state.threads:
+            result = fn(*args)
+        else:
+            result = await run_in_threadpool(fn, *args)
+        outcome = "ok"
+        return result
+    finally:
+        state.metrics.observe_operation(operation, outcome, time.perf_counter() - started)
 
 
 def render(model: BaseModel) -> Response:

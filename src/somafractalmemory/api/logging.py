@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
+import random
 import re
 import sys
 import time
@@ -45,7 +45,9 @@ def new_request_id(incoming: str | None) -> str:
     """The caller's id when it is a short token of safe characters, else a fresh one."""
     if incoming and _SANE_ID.match(incoming):
         return incoming
-    return os.urandom(16).hex()
+    # an id, not a secret: 128 random bits without a system call per request
+    # (``random`` is reseeded in a forked child)
+    return f"{random.getrandbits(128):032x}"
 
 
 class JsonFormatter(logging.Formatter):

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -71,11 +72,20 @@ class ApiMetrics:
             "Rate-limit checks skipped because its backend did not answer (requests were let through)",
             registry=r,
         )
+        # labelled children, looked up once per label set (``labels()`` takes a
+        # lock and rebuilds its key on every call); as bounded as the labels
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._operation_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        code = str(status)
-        self.requests.labels(method, route, code).inc()
-        self.latency.labels(method, route, code).observe(seconds)
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            code = str(status)
+            children = self.requests.labels(method, route, code), self.latency.labels(method, route, code)
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     @contextmanager
     def operation(self, name: str) -> Iterator[None]:
@@ -86,8 +96,16 @@ class ApiMetrics:
             yield
             outcome = "ok"
         finally:
-            self.operation_latency.labels(name).observe(time.perf_counter() - started)
-            self.operations.labels(name, outcome).inc()
+            self.observe_operation(name, outcome, time.perf_counter() - started)
+
+    def observe_operation(self, name: str, outcome: str, seconds: float) -> None:
+        key = (name, outcome)
+        children = self._operation_children.get(key)
+        if children is None:
+            children = self.operation_latency.labels(name), self.operations.labels(name, outcome)
+            self._operation_children[key] = children
+        children[0].observe(seconds)
+        children[1].inc()
 
     def render(self) -> bytes:
         """The exposition text (all workers' when in multiprocess mode)."""

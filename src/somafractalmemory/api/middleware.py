@@ -73,12 +73,18 @@ class ObservabilityMiddleware:
 
         self.metrics.in_flight.inc()
         try:
-            with self.tracing.span(scope) as span:
+            if self.tracing.recording():
+                with self.tracing.span(scope) as span:
+                    try:
+                        await self.app(scope, receive, send_with_id)
+                    finally:
+                        route = _route_template(scope)
+                        self.tracing.finish(span, scope["method"], route, status)
+            else:
                 try:
                     await self.app(scope, receive, send_with_id)
                 finally:
                     route = _route_template(scope)
-                    self.tracing.finish(span, scope["method"], route, status)
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.in_flight.dec()

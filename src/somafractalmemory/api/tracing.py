@@ -24,19 +24,27 @@ class Tracing:
     def __init__(self, api: Any | None) -> None:
         self._api = api
         self._tracer = api.get_tracer("somafractalmemory.api") if api is not None else None
+        self._configured = False
 
     @property
     def enabled(self) -> bool:
         return self._tracer is not None
 
-    def _recording(self) -> bool:
-        """Whether an SDK is configured: with only the API, every span would be a no-op."""
+    def recording(self) -> bool:
+        """Whether requests get spans: an SDK is configured (with only the API,
+        every span would be a no-op). Once set, a tracer provider cannot be
+        replaced, so a yes is remembered."""
+        if self._configured:
+            return True
         api = self._api
-        return api is not None and not isinstance(api.get_tracer_provider(), api.ProxyTracerProvider)
+        self._configured = api is not None and not isinstance(
+            api.get_tracer_provider(), api.ProxyTracerProvider
+        )
+        return self._configured
 
     @contextmanager
     def span(self, scope: MutableMapping[str, Any]) -> Iterator[Any | None]:
-        if self._tracer is None or not self._recording():
+        if self._tracer is None or not self.recording():
             yield None
             return
         from opentelemetry import propagate

@@ -7,16 +7,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
-from ..deps import Authenticated, ReadCore, State, WriteCore, api_state, render, run
+from ..deps import Authenticated, ReadCore, State, WriteCore, api_state, in_thread, render, run
 from ..errors import ERROR_RESPONSES
+from ..fastroute import CoreRoute
 from ..metrics import CONTENT_TYPE
 from ..schemas import HealthResponse, ImportResponse, LiveResponse, ReadyResponse, StatsResponse
 
 __all__ = ["probes", "router"]
 
-router = APIRouter(tags=["admin"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["admin"], responses=ERROR_RESPONSES, route_class=CoreRoute)
 probes = APIRouter(tags=["probes"])
 NDJSON = "application/x-ndjson"
 _SPOOL_BYTES = 8 * 1024 * 1024
@@ -53,7 +53,7 @@ async def readyz(request: Request) -> JSONResponse:
     state = getattr(request.app.state, "soma", None)
     backends: dict[str, bool] = {}
     if state is not None:
-        report = await run_in_threadpool(state.root.health_check)
+        report = await in_thread(state, state.root.health_check)
         backends = {port: bool(entry.get("ok")) for port, entry in report.items()}
     ready = bool(backends) and all(backends.values())
     body = ReadyResponse(ready=ready, backends=backends)

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query, Response
 from ...models import canonical_coordinate, memory_id
 from ..deps import ReadCore, State, WriteCore, render, run
 from ..errors import ERROR_RESPONSES
+from ..fastroute import CoreRoute
 from ..schemas import LinkRequest, Neighbor, NeighborsResponse, OkResponse, PathResponse
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["graph"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["graph"], responses=ERROR_RESPONSES, route_class=CoreRoute)
 LinkType = Annotated[str | None, Query(min_length=1, max_length=64, description="only links of this type")]
 
 

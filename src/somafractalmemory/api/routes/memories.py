@@ -10,6 +10,7 @@ from ...errors import NotFound
 from ...models import canonical_coordinate, memory_id
 from ..deps import ReadCore, State, WriteCore, render, run
 from ..errors import ERROR_RESPONSES
+from ..fastroute import CoreRoute
 from ..schemas import (
     DeleteResponse,
     HistoryEntryOut,
@@ -24,7 +25,7 @@ from ..schemas import (
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["memories"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["memories"], responses=ERROR_RESPONSES, route_class=CoreRoute)
 CoordPath = Annotated[
     str,
     Path(description="the coordinate as text, e.g. 1,2,3", examples=["1,2,3"], max_length=1024),

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from ...models import RecallHit
 from ..deps import ReadCore, State, render, run
 from ..errors import ERROR_RESPONSES
+from ..fastroute import CoreRoute
 from ..schemas import (
     MemoryTypeName,
     RangeItem,
@@ -26,7 +27,7 @@ from ..schemas import RecallRequest as RecallBody
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["recall"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["recall"], responses=ERROR_RESPONSES, route_class=CoreRoute)
 
 
 def _scored(hits: list[RecallHit]) -> Response:
