@@ -126,13 +126,21 @@ def top_rows(scores: F32, k: int, ids: Sequence[str]) -> list[int]:
     the id of entry ``i``. Linear time plus ``O(k log k)``; ties at the cut
     are settled by id with a heap, never by a full sort.
     """
-    n = int(scores.shape[0])
-    m = min(k, int(np.count_nonzero(scores >= 0)))
-    if m <= 0:
+    if k <= 0:
         return []
-    threshold = np.partition(scores, n - m)[n - m]
-    above = np.flatnonzero(scores > threshold).tolist()
-    ties = np.flatnonzero(scores == threshold).tolist()
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) >= k:  # the cut falls among the positive scores: select there only
+        sub = scores[positive]
+        threshold = np.partition(sub, len(sub) - k)[len(sub) - k]
+        above = positive[sub > threshold].tolist()
+        ties = positive[sub == threshold].tolist()
+        m = k
+    else:  # every positive row, then rows scoring 0 by id
+        m = min(k, int(np.count_nonzero(scores >= 0)))
+        if m <= 0:
+            return []
+        above = positive.tolist()
+        ties = np.flatnonzero(scores == 0).tolist()
     chosen = above + heapq.nsmallest(m - len(above), ties, key=ids.__getitem__)
     values = scores[chosen].tolist()
     order = sorted(range(len(chosen)), key=lambda j: (-values[j], ids[chosen[j]]))
