@@ -281,7 +281,9 @@ class Slab:
             picked = [int(rows[i]) for i in top_rows(score[rows], k, _Subset(self.ids, rows))]
         else:
             picked = top_rows(score, k, self.ids)
-        return [(r, float(score[r]), float(np.clip(cos[r], -1.0, 1.0))) for r in picked]
+        scores = score[picked].tolist()
+        cosines = np.clip(cos[picked], -1.0, 1.0).tolist()
+        return list(zip(picked, scores, cosines, strict=True))
 
     def _filtered_rows(self, score: F32, k: int, filters: Mapping[str, Any]) -> npt.NDArray[np.intp]:
         """Rows passing ``filters`` that contain the top ``k`` of those passing.
