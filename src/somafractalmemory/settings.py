@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         description="longest a recall may miss another process's writes (0 = check before every read)",
     )
     ann_threshold: int = Field(
-        20_000,
+        5_000,
         alias="SOMA_ANN_THRESHOLD",
         description="vectors per namespace above which the fast core uses HNSW",
     )

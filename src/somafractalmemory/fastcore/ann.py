@@ -27,7 +27,7 @@ __all__ = ["DEFAULT_THRESHOLD", "AnnIndex", "AnnParams", "ann_available"]
 log = logging.getLogger(__name__)
 
 #: A namespace is searched through the ANN index from this many points on.
-DEFAULT_THRESHOLD = 20_000
+DEFAULT_THRESHOLD = 5_000
 _CHUNK = 8192
 _state: dict[str, Any] = {"checked": False, "module": None}
 
