@@ -196,6 +196,24 @@ def run(wiring: str, size: int, queries: int) -> None:
             flush=True,
         )
         memory.close()
+        cleanup(wiring, memory.namespace)
+
+
+def cleanup(wiring: str, ns: str) -> None:
+    """Drop what an enterprise wiring left in PostgreSQL and Redis (its own schema and key prefix)."""
+    if not wiring.startswith("enterprise"):
+        return
+    import psycopg
+    import redis
+
+    pg = os.environ.get("SOMA_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    with psycopg.connect(pg, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{ns}" CASCADE'.encode())
+    client = redis.Redis.from_url(os.environ.get("SOMA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
+    keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.unlink(*keys[start : start + 1000])
+    client.close()
 
 
 def minilm_throughput(n: int = 512) -> None:

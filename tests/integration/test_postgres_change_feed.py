@@ -95,3 +95,26 @@ def test_processes_on_postgres_with_the_fast_core_see_each_others_writes(pg_sche
     finally:
         a.close()
         b.close()
+
+
+def test_the_feed_is_read_in_transaction_order_through_its_index(pg_schema: tuple[str, str]) -> None:
+    """The cursor's text must not decide the order: as text "999" sorts after
+    "1000", so a page could end past a transaction it never returned, which
+    then stays skipped. Both reads walk the xid index instead of sorting."""
+    from somafractalmemory.adapters.postgres.changes import HEAD_QUERY, SINCE_QUERY
+
+    dsn, schema = pg_schema
+    store = PostgresStore(dsn, schema=schema, max_size=2)
+    store.migrate()
+    try:
+        for k in range(3):
+            m = memory(float(k), f"m{k}")
+            store.put_many([m], [HistoryEntry(NS, m.id, m.coordinate, 1, "created", m.payload, None, 1.0)])
+        with store.pool.connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL enable_sort = off")  # a sort on the right key stays possible
+            for query, params in ((HEAD_QUERY, None), (SINCE_QUERY, ["0", 1000])):
+                plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + query, params).fetchall())
+                assert "(xid)::text" not in plan, plan  # never the text
+                assert "memory_changes_xid" in plan, plan  # the index gives the order
+    finally:
+        store.close()

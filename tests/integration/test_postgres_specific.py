@@ -171,6 +171,27 @@ def test_a_hundred_concurrent_writers_through_the_pool(store: PostgresStore) -> 
     assert store.pool.stats().get("pool_max", 10) <= 10
 
 
+def test_a_connection_the_server_closed_is_never_handed_out(pg_schema: tuple[str, str]) -> None:
+    """Recently used connections skip the check query: a connection whose
+    backend died while it sat in the pool must still be noticed (its socket
+    has the server's goodbye to read) and replaced, not handed to a caller."""
+    dsn, schema = pg_schema
+    store = PostgresStore(dsn, schema=schema, min_size=2, max_size=2)
+    store.migrate()
+    try:
+        put(store, [make((1.0, 2.0))])
+        with store.pool.connection() as first, store.pool.connection() as second:
+            pids = [int(c.execute("SELECT pg_backend_pid()").fetchone()[0]) for c in (first, second)]
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        time.sleep(0.2)  # the goodbyes arrive
+        for _ in range(4):  # every pooled connection is taken at least once
+            assert len(store.get_many(NS, [memory_id(NS, (1.0, 2.0))])) == 1
+    finally:
+        store.close()
+
+
 def test_an_unreachable_server_fails_fast_with_one_clear_line() -> None:
     started = time.monotonic()
     with pytest.raises(BackendUnavailable) as info:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import InvalidInput
+from ..interfaces.storage import IKeyValueStore
 from ..models import (
     Coordinate,
     HistoryEntry,
@@ -27,6 +29,9 @@ from .indexer import Indexer
 __all__ = ["StoreService", "parse_bulk_item"]
 
 MAX_BULK_ITEMS = 100_000
+#: Writes lock the memories they touch (one of this many locks per id), so
+#: writes of different memories run side by side; see ``_IdLocks``.
+LOCK_STRIPES = 64
 
 
 def parse_bulk_item(item: Any, index: int) -> tuple[Any, Any, Any]:
@@ -41,6 +46,31 @@ def parse_bulk_item(item: Any, index: int) -> tuple[Any, Any, Any]:
     raise InvalidInput(f"items[{index}]", "must be (coordinate, payload, memory_type) or a dict")
 
 
+class _IdLocks:
+    """Per-memory write locks, striped: a write reads the current version and
+    writes the next one under the locks of its ids, so two writes of one
+    memory never build the same version, while writes of different memories
+    (and their round trips to the stores) overlap."""
+
+    def __init__(self, stripes: int = LOCK_STRIPES) -> None:
+        self._locks = [threading.RLock() for _ in range(stripes)]
+
+    @contextmanager
+    def hold(self, ids: Iterable[str] | None = None) -> Iterator[None]:
+        """The locks of ``ids`` (all of them for ``None``), taken in one order: no deadlock."""
+        n = len(self._locks)
+        picked = range(n) if ids is None else sorted({hash(i) % n for i in ids})
+        held: list[threading.RLock] = []
+        try:
+            for k in picked:
+                self._locks[k].acquire()
+                held.append(self._locks[k])
+            yield
+        finally:
+            for lock in reversed(held):
+                lock.release()
+
+
 class StoreService:
     """Every write of a namespace goes through here."""
 
@@ -52,7 +82,15 @@ class StoreService:
         self.indexer = indexer
         self.events = events
         self.hooks = hooks
-        self._lock = threading.RLock()
+        self._locks = _IdLocks()
+
+    @property
+    def _truth(self) -> IKeyValueStore:
+        """What a write reads first: the canonical store itself, not a cache in
+        front of it (``adapters.hybrid``): a write builds on the truth, and a
+        lookup of new ids in the cache would be a wasted round trip."""
+        kv: IKeyValueStore = getattr(self.b.kv, "canonical", self.b.kv)
+        return kv
 
     # -- building ---------------------------------------------------------
     def _build(
@@ -135,9 +173,9 @@ class StoreService:
             return []
         for coord, payload, mtype in clean:
             self.hooks.fire("before_store", coordinate=coord, payload=payload, memory_type=mtype)
-        with self._lock, self.b.index_lock:  # see services.follower
-            ids = [memory_id(self.namespace, c) for c, _, _ in clean]
-            existing = self.b.kv.get_many(self.namespace, ids)
+        ids = [memory_id(self.namespace, c) for c, _, _ in clean]
+        with self._locks.hold(ids), self.b.index_lock:  # see services.follower
+            existing = self._truth.get_many(self.namespace, ids)
             at = now()
             built = [
                 self._build(c, p, t, existing.get(mid), at, mid)
@@ -182,7 +220,7 @@ class StoreService:
         self, payload: Any, coordinate: Any = None, memory_type: Any = MemoryType.EPISODIC
     ) -> Memory:
         clean = validate_payload(payload)
-        with self._lock:
+        with self._locks.hold():  # every write waits: the coordinate found free stays free
             coord = (
                 canonical_coordinate(coordinate) if coordinate is not None else self.free_coordinate(clean)
             )
@@ -192,9 +230,9 @@ class StoreService:
         coords = [canonical_coordinate(c, f"coordinates[{i}]") for i, c in enumerate(coordinates)]
         for coord in coords:
             self.hooks.fire("before_forget", coordinate=coord)
-        with self._lock, self.b.index_lock:  # see services.follower
-            ids = list(dict.fromkeys(memory_id(self.namespace, c) for c in coords))
-            existing = self.b.kv.get_many(self.namespace, ids)
+        ids = list(dict.fromkeys(memory_id(self.namespace, c) for c in coords))
+        with self._locks.hold(ids), self.b.index_lock:  # see services.follower
+            existing = self._truth.get_many(self.namespace, ids)
             if not existing:
                 return []
             at = now()

@@ -62,8 +62,17 @@ class KafkaEventConsumer:
         log.info("revoked %s", [f"{p.topic}[{p.partition}]" for p in partitions])
 
     def poll(self, max_messages: int, timeout: float) -> list[BrokerMessage]:
+        # ``consume(n, timeout)`` waits until it has ``n`` messages or the
+        # timeout is over: a quiet topic would hold every message the whole
+        # timeout. Take what has arrived; if nothing, wait for the first
+        # message only, then take what came with it.
+        limit = max(1, max_messages)
         try:
-            raw = self._consumer.consume(max(1, max_messages), timeout)
+            raw = self._consumer.consume(limit, 0)
+            if not raw:
+                raw = self._consumer.consume(1, timeout)
+                if raw and limit > 1:
+                    raw += self._consumer.consume(limit - 1, 0)
         except KafkaException as exc:
             raise unavailable(exc.args[0] if exc.args else exc) from None
         out: list[BrokerMessage] = []

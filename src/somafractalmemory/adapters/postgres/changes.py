@@ -17,10 +17,20 @@ from __future__ import annotations
 from ...interfaces.storage import Change
 from .pool import PostgresPool
 
-__all__ = ["ChangeFeedTable"]
+__all__ = ["HEAD_QUERY", "SINCE_QUERY", "ChangeFeedTable"]
 
 _SETTLED = "xid < pg_snapshot_xmin(pg_current_snapshot())"
-_COLUMNS = "seq, xid::text, namespace, id, version, action"
+# The text of an ``xid8`` is selected under another name: a bare ``ORDER BY
+# xid`` would otherwise sort by that output column - as text ("999" after
+# "1000"), and without the index.
+_COLUMNS = "seq, xid::text AS xid_text, namespace, id, version, action"
+#: The newest settled transaction (``change_seq``): a backward scan of the xid index.
+HEAD_QUERY = f"SELECT xid::text AS xid_text FROM memory_changes WHERE {_SETTLED} ORDER BY xid DESC LIMIT 1"
+#: The settled changes after a transaction (``changes_since``), in xid order.
+SINCE_QUERY = (
+    f"SELECT {_COLUMNS} FROM memory_changes WHERE xid > %s::text::xid8 AND {_SETTLED} "
+    "ORDER BY xid, seq LIMIT %s"
+)
 
 
 def _change(row: tuple[object, ...]) -> tuple[int, Change]:
@@ -47,19 +57,13 @@ class ChangeFeedTable:
 
     def change_seq(self) -> int:
         with self._pool.connection() as conn:
-            row = conn.execute(
-                f"SELECT xid::text FROM memory_changes WHERE {_SETTLED} ORDER BY xid DESC LIMIT 1"
-            ).fetchone()
+            row = conn.execute(HEAD_QUERY).fetchone()
         return int(row[0]) if row else 0
 
     def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[Change]]:
         size = max(1, int(limit))
         with self._pool.connection() as conn:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM memory_changes WHERE xid > %s::text::xid8 AND {_SETTLED} "
-                "ORDER BY xid, seq LIMIT %s",
-                [str(int(seq)), size],
-            ).fetchall()
+            rows = conn.execute(SINCE_QUERY, [str(int(seq)), size]).fetchall()
             found = [_change(row) for row in rows]
             if len(found) == size:  # never split a transaction: take the last one whole
                 last = found[-1][0]

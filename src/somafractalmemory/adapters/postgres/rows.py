@@ -13,10 +13,15 @@ from ...models import MAX_DIMS, HistoryEntry, Memory, MemoryType
 __all__ = ["Encoder", "chunks", "coordinate_text", "dumps", "history_from_row", "memory_from_row"]
 
 
+#: Built once: ``json.dumps`` with options builds an encoder on every call.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_TYPE_VALUES = {t: t.value for t in MemoryType}
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text; ``InvalidInput`` for what JSON cannot hold."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return _JSON.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput("payload", f"is not JSON: {exc}") from None
 
@@ -62,7 +67,7 @@ class Encoder:
                     "id": m.id,
                     "coordinate": self.coordinate(m.coordinate, "memory.coordinate"),
                     "payload": self.payload(m.payload),
-                    "memory_type": MemoryType(m.memory_type).value,
+                    "memory_type": _TYPE_VALUES.get(m.memory_type) or MemoryType(m.memory_type).value,
                     "created_at": m.created_at,
                     "updated_at": m.updated_at,
                     "version": m.version,
@@ -82,7 +87,9 @@ class Encoder:
                     "version": h.version,
                     "action": h.action,
                     "payload": None if h.payload is None else self.payload(h.payload),
-                    "memory_type": None if h.memory_type is None else MemoryType(h.memory_type).value,
+                    "memory_type": None
+                    if h.memory_type is None
+                    else _TYPE_VALUES.get(h.memory_type) or MemoryType(h.memory_type).value,
                     "changed_at": h.changed_at,
                     "actor": h.actor,
                     "changed_keys": list(h.changed_keys),
@@ -96,13 +103,16 @@ def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+_TYPES = {t.value: t for t in MemoryType}
+
+
 def memory_from_row(row: Sequence[Any]) -> Memory:
     return Memory(
         id=row[1],
         namespace=row[0],
         coordinate=tuple(row[2]),
         payload=row[3],
-        memory_type=MemoryType(row[4]),
+        memory_type=_TYPES[row[4]],
         created_at=row[5],
         updated_at=row[6],
         version=row[7],

@@ -18,12 +18,22 @@ try:
     from redis import Redis
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
+    from redis.exceptions import NoScriptError, RedisError
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise MissingDependency("redis", "redis") from exc
 
-__all__ = ["SETTING", "Redis", "RedisError", "build_client", "ping", "resolve", "unavailable"]
+__all__ = [
+    "SETTING",
+    "NoScriptError",
+    "Redis",
+    "RedisConnectionError",
+    "RedisError",
+    "build_client",
+    "ping",
+    "resolve",
+    "unavailable",
+]
 
 #: The settings an operator should check when Redis cannot be reached.
 SETTING = "REDIS_URL / REDIS_HOST"
