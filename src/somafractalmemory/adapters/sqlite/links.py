@@ -16,7 +16,7 @@ from typing import Any
 
 from ...errors import InvalidInput
 from ...models import Link, MemoryEvent
-from .db import Database
+from .db import Database, loads
 
 __all__ = ["LINKS_SCHEMA", "LinkMethods", "chunks"]
 
@@ -72,11 +72,11 @@ def _link(row: sqlite3.Row | tuple[Any, ...]) -> Link:
         namespace=row[0],
         from_id=row[1],
         to_id=row[2],
-        from_coord=tuple(json.loads(row[3])),
-        to_coord=tuple(json.loads(row[4])),
+        from_coord=tuple(loads(row[3])),
+        to_coord=tuple(loads(row[4])),
         link_type=row[5],
         weight=row[6],
-        metadata=json.loads(row[7]),
+        metadata=loads(row[7]),
         created_at=row[8],
     )
 
