@@ -19,6 +19,15 @@ this process.
    vector, in the same handling step): p50/p99 of that minus the store's
    return. It also reports each store call's latency (the core call the API
    makes; the HTTP server adds its own overhead).
+3. **API store latency.** ``soma serve --workers N`` (N = ``--api-workers``) runs in
+   EVENTED_ENTERPRISE on a free loopback port, on the same PostgreSQL schema
+   (through the URL's ``search_path``), Redis database and topic (``soma
+   serve`` reads only the environment, so its Redis key prefix is the
+   default one), with one API key for the namespace and the rate limit set
+   out of reach. ``--api-writers`` threads, each with its own persistent
+   ``httpx.Client``, send ``POST /store`` at ``--rate`` per second for
+   ``--seconds`` while the workers index: p50/p99 of each request's wall
+   latency and the count of non-2xx answers.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 
 from somafractalmemory.adapters.kafka import KafkaEventProducer
@@ -104,6 +114,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument("--api-workers", type=int, default=2, help="soma serve --workers")
+    parser.add_argument("--api-writers", type=int, default=8, help="HTTP writer threads")
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
@@ -135,6 +147,7 @@ def main() -> None:
     memory = create_memory_system("evented_enterprise", "bench", config)
     workers: list[subprocess.Popen[bytes]] = []
     relay = None
+    api: subprocess.Popen[bytes] | None = None
     try:
         cfg_file = Path(tempfile.mkdtemp()) / "config.json"
         cfg_file.write_text(json.dumps(config))
@@ -179,7 +192,21 @@ def main() -> None:
             memory.store_memory((float(i), 3.0), {"text": f"quiet write {i}"})
             quiet.append((time.perf_counter() - t) * 1000)
         print(f"store latency, sequential: p50 {q(quiet, 0.5):.2f} ms, p99 {q(quiet, 0.99):.2f} ms")
+
+        # 3. API /store latency at the same write rate, through soma serve
+        api_port, key = free_port(), f"bench-{uuid.uuid4().hex}"
+        api_log = cfg_file.parent / "serve.log"
+        api = start_api(soma, args, schema, kafka, api_port, key, api_log)
+        api_ms, failed = measure_api(args, api_port, key)
+        print(
+            f"API /store latency under that load (HTTP, evented_enterprise, {args.workers} workers; "
+            f"soma serve --workers {args.api_workers}, {args.api_writers} client threads, "
+            f"{args.rate:.0f} requests/s): p50 {q(api_ms, 0.5):.2f} ms, p99 {q(api_ms, 0.99):.2f} ms, "
+            f"max {max(api_ms):.2f} ms ({len(api_ms)} requests, {failed} non-2xx)"
+        )
     finally:
+        if api is not None:
+            stop(api)
         if relay is not None:
             relay.stop()
         for w in workers:
@@ -198,6 +225,115 @@ def _up(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def start_api(
+    soma: str,
+    args: argparse.Namespace,
+    schema: str,
+    kafka: dict[str, Any],
+    port: int,
+    key: str,
+    log: Path,
+) -> subprocess.Popen[bytes]:
+    """``soma serve`` in EVENTED_ENTERPRISE on the benchmark's backends; returns once /healthz answers."""
+    sep = "&" if "?" in args.postgres else "?"
+    env = dict(os.environ)
+    env.update(
+        {
+            # soma serve takes no config file: the schema goes in through the URL
+            "POSTGRES_URL": f"{args.postgres}{sep}options=-csearch_path%3D{schema}%2Cpublic",
+            "REDIS_URL": args.redis,
+            "KAFKA_BOOTSTRAP_SERVERS": str(kafka["bootstrap_servers"]),
+            "KAFKA_TOPIC": str(kafka["topic"]),
+            "KAFKA_TOPIC_PARTITIONS": str(kafka["partitions"]),
+            "SOMA_VECTOR_BACKEND": "fast",
+            "SOMA_EMBEDDINGS_MODEL": "hash",
+            "SOMA_API_KEYS": f"{key}=bench:rw",
+            "SOMA_RATE_LIMIT_MAX": str(10**9),
+            "SOMA_OPENAPI_PATH": "",
+        }
+    )
+    command = [soma, "--mode", "evented_enterprise", "--namespace", "bench", "serve"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(args.api_workers)]
+    command += ["--log-level", "warning"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, cwd=log.parent, stdout=subprocess.DEVNULL, stderr=out)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise SystemExit(f"soma serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait(healthy, 60, every=0.1)
+    except BaseException:
+        stop(process)
+        raise
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (soma serve drains and exits 0); SIGKILL if it takes too long."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def measure_api(args: argparse.Namespace, port: int, key: str) -> tuple[list[float], int]:
+    """Writer threads POST /store at ``args.rate``; each request's wall latency (ms) and the non-2xx count."""
+    total = int(args.rate * args.seconds)
+    headers = {"Authorization": f"Bearer {key}", "X-Soma-Namespace": "bench"}
+    latencies: list[float] = []
+    failed: list[str] = []
+    lock = threading.Lock()
+    clients = [
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30)
+        for _ in range(args.api_writers)
+    ]
+    for client in clients:  # open the connections before the clock starts
+        client.get("/healthz")
+    begin = time.monotonic() + 0.2
+
+    def writer(k: int) -> None:
+        client = clients[k]
+        for j in range(k, total, args.api_writers):
+            due = begin + (j / args.rate)
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            body = {"coord": [float(j), 4.0], "payload": {"text": f"api write {j}"}}
+            t = time.perf_counter()
+            try:
+                r = client.post("/store", json=body)
+                outcome = None if r.is_success else f"{r.status_code} {r.text[:200]}"
+            except httpx.HTTPError as exc:
+                outcome = repr(exc)
+            done = time.perf_counter()
+            with lock:
+                latencies.append((done - t) * 1000)
+                if outcome is not None:
+                    failed.append(outcome)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(args.api_writers)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for client in clients:
+            client.close()
+    for outcome in failed[:5]:
+        print(f"  non-2xx: {outcome}")
+    return latencies, len(failed)
 
 
 def measure_lag(memory: Any, args: argparse.Namespace, schema: str) -> tuple[list[float], list[float]]:
