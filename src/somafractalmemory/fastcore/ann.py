@@ -68,7 +68,7 @@ class AnnParams:
     ``expansion_search`` its starting ef; ``candidates(k)`` keys are fetched
     for ``k`` wanted hits and re-ranked exactly: ``oversample`` per hit while
     that stays within ``min_candidates``, and never fewer than two per hit;
-    ``dtype`` is the index's storage type (the exact re-rank makes half
+    ``dtype`` is the index's storage type (the exact re-rank makes 16-bit
     precision safe).
 
     After a build, ``calibrate`` measures the top-10 overlap with exact search
@@ -84,7 +84,7 @@ class AnnParams:
     expansion_search: int = 64
     oversample: int = 4
     min_candidates: int = 40
-    dtype: str = "f16"
+    dtype: str = "bf16"
     target_overlap: float = 0.97
     max_expansion: int = 1024
     probes: int = 100
