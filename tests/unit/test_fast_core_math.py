@@ -133,10 +133,48 @@ def test_top_rows_is_the_full_sort_by_score_then_id(values: list[float], k: int)
     scores = np.asarray(values, dtype=np.float32)
     ids = [f"{(i * 7919) % 101:03d}" for i in range(len(values))]  # distinct, not in row order
     expected = sorted(range(len(values)), key=lambda i: (-values[i], ids[i]))[:k]
+    by_id = np.asarray(sorted(range(len(values)), key=ids.__getitem__), dtype=np.intp)
     assert top_rows(scores, k, ids) == expected
+    assert top_rows(scores, k, ids, lambda: by_id) == expected  # score-0 rows taken in id order
     scores[::3] = -1.0  # filtered-out rows never come back
     kept = [i for i in range(len(values)) if i % 3]
     assert top_rows(scores, k, ids) == sorted(kept, key=lambda i: (-values[i], ids[i]))[:k]
+    assert top_rows(scores, k, ids, lambda: by_id) == top_rows(scores, k, ids)
+
+
+def test_exact_search_with_many_zero_scores_stays_exact_across_writes() -> None:
+    """Queries that few rows match make ``Slab`` choose score-0 rows by id from
+    a cached id order once several searches needed them; inserts and deletes
+    drop that order. Every answer equals the brute-force sort."""
+    rng = np.random.default_rng(11)
+    store = FastCoreVectorStore(16, ann_threshold=10**9)
+    live: dict[str, np.ndarray] = {}
+
+    def put(n: int) -> None:
+        points = []
+        for _ in range(n):
+            pid = f"p{rng.integers(10**9):09d}"
+            vec = np.zeros(16, dtype=np.float32)
+            vec[rng.integers(16)] = 1.0  # one-hot: a one-hot query matches 1/16 of the rows
+            live[pid] = vec
+            points.append(VectorPoint(pid, vec, 0.75, MemoryType.EPISODIC))
+        store.upsert("ns", points)
+
+    put(300)
+    for step in range(40):
+        query = np.zeros(16, dtype=np.float32)
+        query[rng.integers(16)] = 1.0
+        expected = sorted(live, key=lambda i: (-max(0.0, float(live[i] @ query)) * 0.75, i))[:60]
+        assert [h.id for h in store.search("ns", query, 60)] == expected, step
+        if step == 11:
+            assert store._spaces["ns"].slab._by_id is not None  # the cached order is in use
+        if step % 15 == 14:
+            put(5)
+        if step % 15 == 12:
+            gone = sorted(live)[:3]
+            store.delete("ns", gone)
+            for pid in gone:
+                live.pop(pid)
 
 
 @pytest.mark.parametrize("filters", [None, {"g": {"lt": 50}}, {"g": 7}, {"g": [3, 97]}, {"n": {"gte": 1990}}])
