@@ -137,14 +137,14 @@ def _plain_coordinate(value: Any) -> Coordinate | None:
 
 def format_coordinate(coord: Coordinate) -> str:
     """Text form of a canonical coordinate (``"1.0,2.0,3.0"``)."""
-    return ",".join(repr(c) for c in coord)
+    return ",".join(map(repr, coord))
 
 
 def memory_id(namespace: str, coord: Coordinate) -> str:
     """Deterministic id of the memory at ``coord`` in ``namespace``: the UUIDv5
     of ``namespace + "\\x1f" + format_coordinate(coord)`` in a fixed UUID
     namespace (computed here as RFC 4122 does, without ``uuid.UUID`` objects)."""
-    name = f"{namespace}\x1f{','.join(map(repr, coord))}".encode()
+    name = f"{namespace}\x1f{format_coordinate(coord)}".encode()
     return _uuid_text(hashlib.sha1(_ID_PREFIX + name, usedforsecurity=False).digest(), 5)
 
 
@@ -249,23 +249,27 @@ def _flat_payload(payload: Any) -> dict[str, Any] | None:
             bound += size
         bound += 12 * len(key) + 4
         out[key] = value
-    if bound > _FAST_SIZE_BOUND or not _valid_metadata(out):
+    if bound > _FAST_SIZE_BOUND or _metadata_problem(out) is not None:
         return None
     return out
 
 
-def _valid_metadata(clean: Mapping[str, Any]) -> bool:
-    """Do the reserved keys of a JSON-clean payload have the allowed types?"""
+def _metadata_problem(clean: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(key, message)`` for the first reserved key of a JSON-clean payload
+    whose value has a type or range it may not have, else None."""
     if "importance" in clean:
         imp = clean["importance"]
         if isinstance(imp, bool) or not isinstance(imp, (int, float)) or imp < 0:
-            return False
+            return "importance", "must be a number >= 0"
     for key in ("timestamp", "expires_at", "ttl_seconds"):
         val = clean.get(key)
         if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0):
-            return False
-    tags = clean.get("tags", [])
-    return isinstance(tags, list) and all(isinstance(t, str) for t in tags)
+            return key, "must be a number of seconds >= 0"
+    if "tags" in clean and not (
+        isinstance(clean["tags"], list) and all(isinstance(t, str) for t in clean["tags"])
+    ):
+        return "tags", "must be a list of strings"
+    return None
 
 
 def validate_payload(payload: Any, field_name: str = "payload") -> dict[str, Any]:
@@ -281,19 +285,9 @@ def validate_payload(payload: Any, field_name: str = "payload") -> dict[str, Any
     if size > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(field_name, f"{size} bytes exceeds the limit of {MAX_PAYLOAD_BYTES}")
     clean: dict[str, Any] = json.loads(encoded)
-    if "importance" in clean:
-        imp = clean["importance"]
-        if isinstance(imp, bool) or not isinstance(imp, (int, float)) or imp < 0:
-            raise InvalidInput(f"{field_name}.importance", "must be a number >= 0")
-    for key in ("timestamp", "expires_at", "ttl_seconds"):
-        if key in clean and clean[key] is not None:
-            val = clean[key]
-            if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0:
-                raise InvalidInput(f"{field_name}.{key}", "must be a number of seconds >= 0")
-    if "tags" in clean and not (
-        isinstance(clean["tags"], list) and all(isinstance(t, str) for t in clean["tags"])
-    ):
-        raise InvalidInput(f"{field_name}.tags", "must be a list of strings")
+    problem = _metadata_problem(clean)
+    if problem is not None:
+        raise InvalidInput(f"{field_name}.{problem[0]}", problem[1])
     return clean
 
 

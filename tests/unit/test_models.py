@@ -168,12 +168,12 @@ def test_fast_and_full_payload_checks_agree(payload: dict[object, object]) -> No
     equals its JSON round trip."""
     import json
 
-    from somafractalmemory.models import _check_json, _valid_metadata
+    from somafractalmemory.models import _check_json, _metadata_problem
 
     try:
         _check_json(payload, "payload", 0)
         expected = json.loads(json.dumps(payload))
-        ok = _valid_metadata(expected)
+        ok = _metadata_problem(expected) is None
     except (InvalidInput, ValueError):
         ok = False
     if ok:
