@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ...errors import InvalidInput
-from ...models import HistoryEntry, Link, Memory
+from ...models import Link
 
 T = TypeVar("T")
 
@@ -24,35 +24,6 @@ def copy_json(value: Any) -> Any:
     if isinstance(value, list):
         return [copy_json(item) for item in value]
     return value
-
-
-def clone_memory(m: Memory) -> Memory:
-    return Memory(
-        m.id,
-        m.namespace,
-        tuple(m.coordinate),
-        copy_json(m.payload),
-        m.memory_type,
-        m.created_at,
-        m.updated_at,
-        m.version,
-    )
-
-
-def clone_history(h: HistoryEntry, payload: dict[str, Any] | None = None) -> HistoryEntry:
-    """A copy of ``h``; ``payload``, when given, is an already made copy of its payload."""
-    return HistoryEntry(
-        h.namespace,
-        h.memory_id,
-        tuple(h.coordinate),
-        h.version,
-        h.action,
-        copy_json(h.payload) if payload is None else payload,
-        h.memory_type,
-        h.changed_at,
-        h.actor,
-        list(h.changed_keys),
-    )
 
 
 def clone_link(link: Link) -> Link:

@@ -6,9 +6,11 @@ idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(d) / avgdl))`` with
 (always > 0), where ``N``, ``df`` and ``avgdl`` are those of the namespace.
 
 Layout, per namespace: every indexed document gets a fresh integer *slot*;
-each term has a postings list of ``(slot, tf)`` held in numpy arrays, with
-appends buffered in Python lists and merged when the term is next queried
-(amortised O(1) per posting). Each term also caches the tf part of its BM25
+each term has a postings list of ``(slot, tf)`` held in numpy arrays. A batch
+of documents is added with a few numpy calls (terms numbered, ``(doc,
+term)`` pairs counted with one ``np.unique``); its postings wait in one
+pending array triple and the next query (or removal) moves every pending
+posting to its term with one sort (amortised O(1) per posting). Each term also caches the tf part of its BM25
 weights for the current ``avgdl``, so a repeated term costs one gather and
 one add. Replacing or removing a document only marks its slot dead and fixes
 the document frequencies; dead slots are zeroed at query time and dropped
@@ -34,7 +36,7 @@ import numpy.typing as npt
 
 from ...fastcore.checkpoint import Checkpoint
 from ...text import tokenize
-from .keyword_files import Snapshot, SnapshotFiles, TermRows
+from .keyword_files import Snapshot, SnapshotFiles, TermRows, by_term
 
 __all__ = ["InMemoryKeywordIndex"]
 
@@ -150,17 +152,12 @@ class _Shard:
             return
         terms, slots, tfs = (np.concatenate(part) for part in zip(*self.pending, strict=True))
         self.pending = []
-        order = np.argsort(terms, kind="stable")  # keeps each term's slots ascending
-        terms, slots, tfs = terms[order], slots[order], tfs[order]
-        starts = np.flatnonzero(np.concatenate([[True], terms[1:] != terms[:-1]]))
-        ends = np.append(starts[1:], len(terms)).tolist()
-        for start, end in zip(starts.tolist(), ends, strict=True):
-            number = int(terms[start])
+        for number, (term_slots, term_tfs) in by_term(terms, slots, tfs):  # slots stay ascending
             postings = self.postings.get(number)
             if postings is None:
-                self.postings[number] = _Postings(slots[start:end], tfs[start:end])
+                self.postings[number] = _Postings(term_slots, term_tfs)
             else:
-                postings.extend(slots[start:end], tfs[start:end])
+                postings.extend(term_slots, term_tfs)
 
     def drop(self, doc_id: str) -> None:
         slot = self.slot_of.pop(doc_id, None)

@@ -30,11 +30,27 @@ from ...errors import BackendUnavailable, ConfigurationError
 from ...fastcore.checkpoint import Checkpoint, file_checkpoint, supersedes
 from ...fastcore.files import atomic_write, dir_lock, file_stem
 
-__all__ = ["SUFFIX", "Snapshot", "SnapshotFiles", "TermRows"]
+__all__ = ["SUFFIX", "Snapshot", "SnapshotFiles", "TermRows", "by_term"]
 
 SUFFIX = ".bm25.npz"
 FORMAT = 1
 I32 = npt.NDArray[np.int32]
+
+
+def by_term(
+    terms: npt.NDArray[Any], *columns: npt.NDArray[Any]
+) -> Iterator[tuple[int, list[npt.NDArray[Any]]]]:
+    """Each distinct term number of ``terms`` (ascending) with its entries of
+    the parallel arrays ``columns``, in their original order."""
+    if len(terms) == 0:
+        return
+    order = np.argsort(terms, kind="stable")
+    ordered = terms[order]
+    picked = [column[order] for column in columns]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    ends = np.append(starts[1:], len(ordered))
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        yield int(ordered[start]), [column[start:end] for column in picked]
 
 
 class TermRows:
@@ -89,13 +105,8 @@ class Snapshot:
     def postings(self) -> Iterator[tuple[str, I32, npt.NDArray[np.float32]]]:
         """``(term, slots, tfs)`` per vocabulary term, slots ascending, tfs as float32."""
         doc_of = np.repeat(np.arange(len(self.ids), dtype=np.int32), np.diff(self.ptr))
-        order = np.argsort(self.term, kind="stable")
-        counts = np.bincount(self.term, minlength=len(self.vocab))
-        bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
-        docs, tfs = doc_of[order], self.tf[order].astype(np.float32)
-        for t, word in enumerate(self.vocab):
-            if bounds[t + 1] > bounds[t]:
-                yield word, docs[bounds[t] : bounds[t + 1]], tfs[bounds[t] : bounds[t + 1]]
+        for t, (docs, tfs) in by_term(self.term, doc_of, self.tf.astype(np.float32)):
+            yield self.vocab[t], docs, tfs
 
     @classmethod
     def build(

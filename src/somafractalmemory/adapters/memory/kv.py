@@ -55,7 +55,7 @@ _KIND: Final = 3
 _CREATED: Final = 4
 _UPDATED: Final = 5
 _VERSION: Final = 6
-_CHANGED_AT: Final = 6
+_H_CHANGED_AT: Final = 6  # in a ``_HistoryRow``
 
 
 def _row(m: Memory) -> _Row:
@@ -75,8 +75,10 @@ def _history_row(h: HistoryEntry) -> _HistoryRow:
 
 
 def _entry(r: _HistoryRow, payload: dict[str, Any] | None) -> HistoryEntry:
-    copied = None if payload is None else copy_json(payload)
-    return HistoryEntry(r[0], r[1], r[2], r[3], r[4], copied, _TYPE_OF.get(r[5]), r[6], r[7], list(r[8]))
+    """A fresh ``HistoryEntry`` from a stored row and payload (copied)."""
+    return HistoryEntry(
+        r[0], r[1], r[2], r[3], r[4], copy_json(payload), _TYPE_OF.get(r[5]), r[6], r[7], list(r[8])
+    )
 
 
 class _Points:
@@ -121,8 +123,6 @@ class _Points:
 
 def _copied(payload: dict[str, Any] | None, copies: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
     """The copy of ``payload`` already made (by ``id``), else a new one."""
-    if payload is None:
-        return None
     found = copies.get(id(payload))
     return copy_json(payload) if found is None else found
 
@@ -269,7 +269,7 @@ class InMemoryKeyValueStore:
         history: Sequence[HistoryEntry],
         events: Sequence[MemoryEvent] = (),
     ) -> list[str]:
-        entries = [(_history_row(h), None if h.payload is None else copy_json(h.payload)) for h in history]
+        entries = [(_history_row(h), copy_json(h.payload)) for h in history]
         with self._lock:
             table = self._table(namespace)
             versions = {i: table.memories[i][_VERSION] for i in ids if i in table.memories}
@@ -340,7 +340,7 @@ class InMemoryKeyValueStore:
             table = self._tables.get(namespace)
             if table is None:
                 return
-            order = sorted(range(len(table.history)), key=lambda i: table.history[i][_CHANGED_AT])
+            order = sorted(range(len(table.history)), key=lambda i: table.history[i][_H_CHANGED_AT])
         for start in range(0, len(order), 500):
             with self._lock:
                 page = [table.history_entry(i) for i in order[start : start + 500]]
