@@ -233,13 +233,12 @@ class Slab:
         longer current, and the rows now holding the batch.
         """
         self._reserve(len(ids))
+        size_before = self.size
         replaced: list[int] = []
         written: list[int] = []
         for i, point_id in enumerate(ids):
             row = self.rows.get(point_id)
             if row is None:
-                if self._by_id is not None or self._by_id_asks:
-                    self._rows_moved()
                 row = self.size
                 self.size += 1
                 self.ids.append(point_id)
@@ -255,6 +254,8 @@ class Slab:
             self.keys[row] = key
             self.key_rows[key] = row
             written.append(row)
+        if self.size != size_before:
+            self._rows_moved()
         rows = np.asarray(written, dtype=np.intp)
         self.vectors[rows] = vectors
         self.importance[rows] = importance
@@ -272,7 +273,6 @@ class Slab:
             key = int(self.keys[row])
             del self.key_rows[key]
             removed.append(key)
-            self._rows_moved()
             last = self.size - 1
             if row != last:
                 for arr in (self.vectors, self.importance, self.types, self.versions, self.keys):
@@ -284,6 +284,8 @@ class Slab:
             self.ids.pop()
             self.payloads.pop()
             self.size = last
+        if removed:
+            self._rows_moved()
         return removed
 
     def cosines(self, query: F32, rows: npt.NDArray[np.intp] | None = None) -> F32:
