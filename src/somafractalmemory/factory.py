@@ -287,6 +287,7 @@ def create_backends(
         mode=mode.value,
         options=options,
         embeddings=embeddings,
+        canonical=None if kv is canonical else canonical,
     )
     shared = bool(pg_url) or (mode is MemoryMode.DEVELOPMENT and not w.test_wiring)
     sync_ms = w.config.get("sync_interval_ms", s.sync_interval_ms)

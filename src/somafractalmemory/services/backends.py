@@ -68,6 +68,14 @@ class Backends:
     #: Applies other processes' writes to this process's indexes (``services.follower``);
     #: None where every index is shared or nothing else writes (TEST).
     follower: IndexFollower | None = None
+    #: The canonical store behind ``kv`` when ``kv`` is a read cache in front of it
+    #: (``adapters.hybrid``); None when ``kv`` is the canonical store itself.
+    canonical: IKeyValueStore | None = None
+
+    @property
+    def truth(self) -> IKeyValueStore:
+        """What a write reads current versions from: the canonical store, never a cache."""
+        return self.kv if self.canonical is None else self.canonical
 
     @property
     def index_lock(self) -> AbstractContextManager[Any]:

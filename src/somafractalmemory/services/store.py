@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import InvalidInput
-from ..interfaces.storage import IKeyValueStore
 from ..models import (
     Coordinate,
     HistoryEntry,
@@ -83,14 +82,6 @@ class StoreService:
         self.events = events
         self.hooks = hooks
         self._locks = _IdLocks()
-
-    @property
-    def _truth(self) -> IKeyValueStore:
-        """What a write reads first: the canonical store itself, not a cache in
-        front of it (``adapters.hybrid``): a write builds on the truth, and a
-        lookup of new ids in the cache would be a wasted round trip."""
-        kv: IKeyValueStore = getattr(self.b.kv, "canonical", self.b.kv)
-        return kv
 
     # -- building ---------------------------------------------------------
     def _build(
@@ -175,7 +166,7 @@ class StoreService:
             self.hooks.fire("before_store", coordinate=coord, payload=payload, memory_type=mtype)
         ids = [memory_id(self.namespace, c) for c, _, _ in clean]
         with self._locks.hold(ids), self.b.index_lock:  # see services.follower
-            existing = self._truth.get_many(self.namespace, ids)
+            existing = self.b.truth.get_many(self.namespace, ids)  # never a cached copy
             at = now()
             built = [
                 self._build(c, p, t, existing.get(mid), at, mid)
@@ -232,7 +223,7 @@ class StoreService:
             self.hooks.fire("before_forget", coordinate=coord)
         ids = list(dict.fromkeys(memory_id(self.namespace, c) for c in coords))
         with self._locks.hold(ids), self.b.index_lock:  # see services.follower
-            existing = self._truth.get_many(self.namespace, ids)
+            existing = self.b.truth.get_many(self.namespace, ids)
             if not existing:
                 return []
             at = now()
