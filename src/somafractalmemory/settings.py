@@ -139,3 +139,9 @@ class Settings(BaseSettings):
         30, alias="UVICORN_TIMEOUT_GRACEFUL", description="seconds to drain requests on shutdown"
     )
     metrics_port: int = Field(8001, alias="SOMA_METRICS_PORT", description="Prometheus port of workers")
+    blas_threads: int = Field(
+        1,
+        alias="SOMA_BLAS_THREADS",
+        ge=0,
+        description="BLAS threads per API or worker process (0 = as numpy started)",
+    )

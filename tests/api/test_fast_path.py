@@ -336,9 +336,15 @@ def test_in_process_backends() -> None:
 class _Follower:
     interval = 0.0
 
-    def __init__(self, fail: int = 0) -> None:
+    def __init__(self, fail: int = 0, behind: bool = True) -> None:
         self.calls: list[int] = []
+        self.checks: list[int] = []
         self.fail = fail
+        self.is_behind = behind
+
+    def behind(self) -> bool:
+        self.checks.append(threading.get_ident())
+        return self.is_behind
 
     def sync(self) -> None:
         self.calls.append(threading.get_ident())
@@ -346,14 +352,17 @@ class _Follower:
             raise RuntimeError("database is locked")
 
 
-def _follow_until(follower: _Follower, calls: int, timeout: float = 10.0) -> Any:
-    """Run ``app.follow`` until the follower was called ``calls`` times."""
+def _follow_until(follower: _Follower, calls: int, timeout: float = 10.0, checks: int = 0) -> Any:
+    """Run ``app.follow`` until the follower was called ``calls`` times (and
+    asked ``checks`` times whether it is behind)."""
     state = _state(inline=True)
 
     async def main() -> None:
         task = asyncio.create_task(app_module.follow(state, follower))  # type: ignore[arg-type]
         deadline = asyncio.get_running_loop().time() + timeout
-        while len(follower.calls) < calls and asyncio.get_running_loop().time() < deadline:
+        while (len(follower.calls) < calls or len(follower.checks) < checks) and (
+            asyncio.get_running_loop().time() < deadline
+        ):
             await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -368,6 +377,15 @@ def test_the_app_applies_other_processes_writes_in_the_background() -> None:
     state = _follow_until(follower, 3)
     assert len(follower.calls) >= 3
     assert threading.get_ident() not in follower.calls  # in a thread, not on the loop
+    assert state.threads == 0
+
+
+def test_the_background_follower_checks_on_the_loop_and_starts_no_thread_when_up_to_date() -> None:
+    follower = _Follower(behind=False)
+    state = _follow_until(follower, 0, checks=5)
+    assert len(follower.checks) >= 5
+    assert set(follower.checks) == {threading.get_ident()}  # the check: one read, on the loop
+    assert follower.calls == []
     assert state.threads == 0
 
 

@@ -177,6 +177,33 @@ def test_exact_search_with_many_zero_scores_stays_exact_across_writes() -> None:
                 live.pop(pid)
 
 
+def test_sparse_queries_read_only_their_columns_and_rank_as_brute_force() -> None:
+    """A query with few non-zero components (``dim / 32`` or fewer) is
+    multiplied column by column; rows sharing none of its components score
+    exactly 0 and are ordered by id, as in the full product."""
+    rng = np.random.default_rng(17)
+    dim, n = 256, 3000
+    data = np.zeros((n, dim), dtype=np.float32)
+    for row in data:  # ten signed components per row, like a short text under feature hashing
+        row[rng.choice(dim, 10, replace=False)] = rng.standard_normal(10)
+    points = make_points(data)
+    store = FastCoreVectorStore(dim, ann_threshold=10**9)
+    store.upsert(NS, points)
+    slab = store._spaces[NS].slab
+    for nonzero in (1, 2, 3, 5, 8, 40):  # 8 * 32 == 256: the last sparse count; 40 is dense
+        for _ in range(5):
+            query = np.zeros(dim, dtype=np.float32)
+            query[rng.choice(dim, nonzero, replace=False)] = rng.standard_normal(nonzero)
+            unit = query / np.linalg.norm(query)
+            full = data[:n] / np.linalg.norm(data, axis=1, keepdims=True) @ unit
+            assert slab.cosines(unit) == pytest.approx(full, abs=1e-6)
+            assert np.array_equal(slab.cosines(unit) > 0, full > 0)
+            for k in (5, 50, 400):
+                got = store.search(NS, query, k)
+                want = brute_force(points, query, k, None, None)
+                assert [h.id for h in got] == [i for i, _ in want], (nonzero, k)
+
+
 @pytest.mark.parametrize("filters", [None, {"g": {"lt": 50}}, {"g": 7}, {"g": [3, 97]}, {"n": {"gte": 1990}}])
 @pytest.mark.parametrize("memory_type", [None, MemoryType.SEMANTIC])
 def test_exact_search_equals_brute_force(filters: Any, memory_type: Any) -> None:

@@ -36,6 +36,7 @@ from .. import __version__
 from ..core import SomaFractalMemoryEnterprise
 from ..errors import SFMError
 from ..factory import create_backends
+from ..fastcore.blas import use_threads
 from ..services.backends import Backends
 from ..services.follower import IndexFollower
 from ..settings import Settings
@@ -66,6 +67,8 @@ def _start(settings: Settings, injected: Backends | None, metrics: ApiMetrics) -
     keys = KeyRing.from_settings(
         settings.api_keys, settings.api_keys_file, settings.memory_mode.strip().lower(), settings.namespace
     )
+    if injected is None:  # a server process: its workers, not BLAS threads, share the cores
+        use_threads(settings.blas_threads)
     backends = injected or create_backends(settings.memory_mode, None, settings)
     try:
         root = SomaFractalMemoryEnterprise(keys.default_namespace, backends)
@@ -89,12 +92,18 @@ async def follow(state: ApiState, follower: IndexFollower) -> None:
     """Apply other processes' writes every ``follower.interval`` (until cancelled).
 
     Requests still call ``sync()`` before reading; this keeps what they
-    find to apply small, and applies writes while no request reads.
+    find to apply small, and applies writes while no request reads. With
+    in-process backends the check for new writes (one indexed read) runs on
+    the loop, so a thread (during which requests leave the loop too) starts
+    only when there is something to apply.
     """
     failing = False
     while True:
         await asyncio.sleep(max(follower.interval, 0.05))
         try:
+            if state.inline and not follower.behind():
+                failing = False
+                continue
             await in_thread(state, follower.sync)
         except Exception as exc:  # a read retries it; say so once per outage
             if not failing:

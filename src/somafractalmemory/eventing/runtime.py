@@ -130,12 +130,14 @@ def run_worker(
     """Build the backends for ``mode``/``config``, run one worker until it is
     stopped (SIGTERM, Ctrl-C) or, in burst mode, caught up; close everything."""
     from ..factory import create_backends
+    from ..fastcore.blas import use_threads
 
     s = settings or Settings()
     config = dict(config or {})
     kafka = KafkaSettings.resolve(config.get("kafka"), s)
     if kafka is None:
         raise ConfigurationError("soma worker needs a broker: set KAFKA_BOOTSTRAP_SERVERS")
+    use_threads(s.blas_threads)
     backends = create_backends(mode, config, s)
     metrics = PipelineMetrics()
     try:

@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from ..errors import InvalidInput
 from ..models import MemoryType, matches_filters
+from .blas import matvec
 
 __all__ = ["TYPE_CODES", "Slab", "normalise", "prepare_points", "read_meta", "top_rows"]
 
@@ -35,6 +36,9 @@ _MIN_CAPACITY = 64
 _FILTER_WINDOW = 4
 #: Searches that must pick score-0 rows by id before ``Slab.rows_by_id`` sorts the ids.
 _ORDER_AFTER = 8
+#: A query with at most ``dim / _SPARSE_QUERY`` non-zero components is
+#: multiplied column by column (see ``Slab.cosines``).
+_SPARSE_QUERY = 32
 #: Version of the on-disk layout written by ``Slab.save``.
 FORMAT = 1
 
@@ -291,13 +295,19 @@ class Slab:
     def cosines(self, query: F32, rows: npt.NDArray[np.intp] | None = None) -> F32:
         """Dot products of the (normalised) query with all or some rows.
 
-        ``einsum`` runs in the calling thread; BLAS's threaded matrix-vector
-        product costs tens of milliseconds when the cores are busy (as under
-        a loaded API server), even for a few thousand rows.
+        Through BLAS when it runs in one thread, else numpy's own loop
+        (see ``blas``: a threaded BLAS is slow when the cores are busy).
+        A query with few non-zero components (a short text under a lexical
+        embedder) reads only those columns of the whole slab: the other
+        components add exact zeros, and the slab is not read end to end
+        (12,000 x 384: 0.08 ms for 3 columns against 0.4 ms for all).
         """
-        block = self.vectors[: self.size] if rows is None else self.vectors[rows]
-        cos: F32 = np.einsum("ij,j->i", block, query)
-        return cos
+        if rows is not None:
+            return matvec(self.vectors[rows], query)
+        nonzero = np.flatnonzero(query)
+        if nonzero.size * _SPARSE_QUERY <= self.dim:
+            return matvec(self.vectors[: self.size, nonzero], query[nonzero])
+        return matvec(self.vectors[: self.size], query)
 
     def base_scores(self, cos: F32, rows: npt.NDArray[np.intp] | None = None) -> F32:
         """``clip(cos, 0, 1) * importance_norm`` for all or some rows."""

@@ -162,10 +162,15 @@ class IndexFollower:
         if not force and now < self._next_check:
             return
         self._next_check = now + self.interval
-        if not self._pending and self.kv.change_seq() == self.cursor:
+        if not self.behind():
             return
         with self.lock:
             self._catch_up()
+
+    def behind(self) -> bool:
+        """Whether foreign writes (or embeddings they wait for) remain to apply:
+        one indexed read, no lock."""
+        return bool(self._pending) or self.kv.change_seq() != self.cursor
 
     def checkpoint(self) -> None:
         """Catch up (embedding whatever still waits) and record the position in the snapshots."""
