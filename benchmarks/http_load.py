@@ -7,7 +7,9 @@ It starts ``soma serve`` (DEVELOPMENT mode, a temporary SOMA_DATA_DIR, hash
 embeddings, no rate limit, ``--workers`` processes) on a free loopback port,
 loads ``--preload`` memories through ``/store_bulk`` (1,000 per request), then
 drives each endpoint in turn with ``--concurrency`` keep-alive connections for
-``--duration`` seconds and prints requests/s, latency percentiles and
+``--duration`` seconds (after ``--warmup`` seconds of the same load, not
+counted: the first seconds after a bulk load build the vector index and
+warm the caches) and prints requests/s, latency percentiles and
 responses by status, and the CPU time the server's processes spent per
 request (from ``/proc``: on a small machine, where the load generator
 shares the cores, that decides the throughput). The load generator is
@@ -234,7 +236,9 @@ async def _drive(port: int, path: str, bodies: list[bytes], concurrency: int, du
     return result
 
 
-def load_python(port: int, path: str, bodies: list[bytes], concurrency: int, duration: float) -> Result:
+def load_python(
+    port: int, path: str, bodies: list[bytes], concurrency: int, duration: float, tmp: Path
+) -> Result:
     return asyncio.run(_drive(port, path, bodies, concurrency, duration))
 
 
@@ -385,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preload", type=int, default=10_000, help="memories loaded before the load phases")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent keep-alive connections")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per endpoint")
+    parser.add_argument(
+        "--warmup", type=float, default=5.0, help="seconds of load before each endpoint's, not counted"
+    )
     parser.add_argument("--workers", type=int, default=2, help="API worker processes")
     parser.add_argument(
         "--endpoints", default="/recall,/store", help="comma-separated, from /recall, /store, /healthz"
@@ -404,7 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     print("machine:")
     for key, value in info.items():
         print(f"  {key:<9} {value}")
-    print(f"load:      {engine}, {args.concurrency} connections, {args.duration:g} s per endpoint")
+    print(
+        f"load:      {engine}, {args.concurrency} connections, {args.duration:g} s per endpoint "
+        f"after {args.warmup:g} s of warm-up"
+    )
 
     rng = random.Random(args.seed)
     words = vocabulary(3000, rng)
@@ -440,12 +450,12 @@ def main(argv: list[str] | None = None) -> int:
             for endpoint in [e.strip() for e in args.endpoints.split(",") if e.strip()]:
                 if endpoint not in bodies:
                     raise SystemExit(f"unknown endpoint {endpoint!r}; known: {', '.join(bodies)}")
+                load = load_wrk if engine == "wrk" else load_python
+                if args.warmup > 0:
+                    load(port, endpoint, bodies[endpoint], args.concurrency, args.warmup, tmp)
                 server = process_tree(process.pid)
                 before = cpu_seconds(server)
-                if engine == "wrk":
-                    result = load_wrk(port, endpoint, bodies[endpoint], args.concurrency, args.duration, tmp)
-                else:
-                    result = load_python(port, endpoint, bodies[endpoint], args.concurrency, args.duration)
+                result = load(port, endpoint, bodies[endpoint], args.concurrency, args.duration, tmp)
                 after = cpu_seconds(server)
                 if before is not None and after is not None:
                     result.server_cpu = after - before

@@ -277,6 +277,58 @@ def test_ann_is_built_in_the_background_while_exact_search_serves() -> None:
 
 
 @needs_ann
+def test_the_write_that_reaches_the_threshold_starts_the_build() -> None:
+    """Not the first search after it: a bulk load's index is built meanwhile."""
+    points = make_points(embedding_like(1500, 64, seed=4))
+    store = FastCoreVectorStore(64, ann_threshold=1000)
+    store.upsert(NS, points[:900])
+    assert store._spaces[NS].builder is None and not store.index_info(NS)["ann"]
+    store.upsert(NS, points[900:])
+    builder = store._spaces[NS].builder
+    assert builder is not None
+    builder.join(timeout=120)
+    assert store.index_info(NS)["ann"] and store.search_counts == {"ann": 0, "exact": 0}
+    query = embedding_like(1, 64, seed=8)[0]
+    store.search(NS, query, 5)
+    assert store.search_counts == {"ann": 1, "exact": 0}
+    store.close()
+
+
+@needs_ann
+def test_removed_keys_leave_the_graph_in_batches_and_are_never_returned_as_hits() -> None:
+    from somafractalmemory.fastcore import ann as ann_module
+
+    data = embedding_like(6000, 32, seed=6)
+    points = make_points(data)
+    store = FastCoreVectorStore(32, ann_threshold=1000, ann_background=False)
+    store.upsert(NS, points)
+    query = data[7]
+    store.search(NS, query, 5)  # builds the index
+    index = store._spaces[NS].ann
+    assert index is not None
+    in_graph = len(index._index)
+    moved = [VectorPoint(p.id, -p.vector, p.importance_norm, p.memory_type) for p in points[:10]]
+    store.upsert(NS, moved)  # ten updates: ten keys removed, still in the graph
+    assert len(index._index) == in_graph + 10 and len(index) == in_graph and index.removed == 10
+    hits = store.search(NS, query, 5)
+    assert store.search_counts["ann"] == 2
+    assert points[7].id not in {h.id for h in hits}  # its old vector (the query) is stale
+    assert [h.id for h in hits] == [i for i, _ in brute_force(store_points(store), query, 5)]
+    more = ann_module._REMOVE_BATCH
+    store.upsert(NS, [VectorPoint(p.id, p.vector, 0.5, p.memory_type) for p in points[10 : 10 + more]])
+    assert len(index._index) == in_graph + 10 + more - (10 + more) == in_graph == len(index)
+    store.close()
+
+
+def store_points(store: FastCoreVectorStore) -> list[VectorPoint]:
+    slab = store._spaces[NS].slab
+    return [
+        VectorPoint(pid, slab.vectors[row].copy(), float(slab.importance[row]), MemoryType.EPISODIC)
+        for row, pid in enumerate(slab.ids)
+    ]
+
+
+@needs_ann
 def test_a_stale_saved_index_is_reconciled_on_load(tmp_path: Path) -> None:
     points = make_points(embedding_like(2000, 32, seed=6))
     store = FastCoreVectorStore(32, tmp_path, ann_threshold=500, ann_background=False)
