@@ -334,22 +334,25 @@ def test_in_process_backends() -> None:
 
 # -- the background follower -----------------------------------------------------------
 class _Follower:
+    """Another process's writes waiting to be applied: ``backlog`` changes."""
+
     interval = 0.0
 
-    def __init__(self, fail: int = 0, behind: bool = True) -> None:
-        self.calls: list[int] = []
+    def __init__(self, fail: int = 0, backlog: int = 10**9) -> None:
+        self.calls: list[tuple[int, int | None]] = []  # (thread, limit)
         self.checks: list[int] = []
         self.fail = fail
-        self.is_behind = behind
+        self.backlog = backlog
 
     def behind(self) -> bool:
         self.checks.append(threading.get_ident())
-        return self.is_behind
+        return self.backlog > 0
 
-    def sync(self) -> None:
-        self.calls.append(threading.get_ident())
+    def sync(self, force: bool = False, limit: int | None = None) -> None:
+        self.calls.append((threading.get_ident(), limit))
         if len(self.calls) <= self.fail:
             raise RuntimeError("database is locked")
+        self.backlog = 0 if limit is None else max(0, self.backlog - limit)
 
 
 def _follow_until(follower: _Follower, calls: int, timeout: float = 10.0, checks: int = 0) -> Any:
@@ -372,16 +375,27 @@ def _follow_until(follower: _Follower, calls: int, timeout: float = 10.0, checks
     return state
 
 
-def test_the_app_applies_other_processes_writes_in_the_background() -> None:
-    follower = _Follower()
-    state = _follow_until(follower, 3)
-    assert len(follower.calls) >= 3
-    assert threading.get_ident() not in follower.calls  # in a thread, not on the loop
+def test_a_small_backlog_is_applied_on_the_loop_in_bounded_steps() -> None:
+    step = app_module.INLINE_CHANGES
+    follower = _Follower(backlog=3 * step - 5)
+    state = _follow_until(follower, 0, checks=10)
+    assert follower.backlog == 0
+    assert follower.calls == [(threading.get_ident(), step)] * 3  # on the loop, requests served between
     assert state.threads == 0
 
 
+def test_a_large_backlog_is_applied_in_a_thread_after_the_loop_did_its_share() -> None:
+    steps, step = app_module.INLINE_STEPS, app_module.INLINE_CHANGES
+    follower = _Follower(backlog=10 * steps * step)
+    state = _follow_until(follower, steps + 1)
+    loop = threading.get_ident()
+    assert follower.calls[:steps] == [(loop, step)] * steps
+    assert follower.calls[steps][0] != loop and follower.calls[steps][1] is None  # the rest, in a thread
+    assert follower.backlog == 0 and state.threads == 0
+
+
 def test_the_background_follower_checks_on_the_loop_and_starts_no_thread_when_up_to_date() -> None:
-    follower = _Follower(behind=False)
+    follower = _Follower(backlog=0)
     state = _follow_until(follower, 0, checks=5)
     assert len(follower.checks) >= 5
     assert set(follower.checks) == {threading.get_ident()}  # the check: one read, on the loop

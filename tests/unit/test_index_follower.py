@@ -110,6 +110,18 @@ def test_writers_vectors_are_reused_and_own_writes_cost_nothing(opened: Processe
     assert a_vec == pytest.approx(b_vec)
 
 
+def test_a_limited_sync_applies_about_that_many_changes_and_the_next_one_the_rest(opened: Processes) -> None:
+    a, b = opened(), opened()
+    b.recall("anything")  # caught up with an empty feed
+    for i in range(30):  # thirty changes, one per write
+        a.store_memory((i, 5), {"text": f"limited note {i}"})
+    fb = follower(b)
+    fb.sync(force=True, limit=12)
+    assert fb.behind() and fb.stats["changes"] == 12 and b.backends.vectors.count(NS) == 12
+    fb.sync(force=True, limit=100)
+    assert not fb.behind() and fb.stats["changes"] == 30 and b.backends.vectors.count(NS) == 30
+
+
 def test_reads_check_the_feed_at_most_every_interval(opened: Processes) -> None:
     a, b = opened(), opened(interval_ms=200)
     clock = Clock()

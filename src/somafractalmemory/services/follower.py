@@ -156,8 +156,10 @@ class IndexFollower:
             }
 
     # -- reads --------------------------------------------------------------
-    def sync(self, force: bool = False) -> None:
-        """Before a read: apply foreign writes, at most every ``interval`` seconds."""
+    def sync(self, force: bool = False, limit: int | None = None) -> None:
+        """Before a read: apply foreign writes, at most every ``interval``
+        seconds (``force``: now); ``limit`` stops after about that many
+        changes (the rest waits for the next call)."""
         now = self._clock()
         if not force and now < self._next_check:
             return
@@ -165,7 +167,7 @@ class IndexFollower:
         if not self.behind():
             return
         with self.lock:
-            self._catch_up()
+            self._catch_up(limit)
 
     def behind(self) -> bool:
         """Whether foreign writes (or embeddings they wait for) remain to apply:
@@ -187,10 +189,11 @@ class IndexFollower:
             self.checkpoint()
 
     # -- applying -----------------------------------------------------------
-    def _catch_up(self) -> int:
+    def _catch_up(self, limit: int | None = None) -> int:
         applied = 0
-        while True:
-            cursor, changes = self.kv.changes_since(self.cursor, self.batch)
+        while limit is None or applied < limit:
+            step = self.batch if limit is None else max(1, min(self.batch, limit - applied))
+            cursor, changes = self.kv.changes_since(self.cursor, step)
             if not changes:
                 break
             self._apply(changes)

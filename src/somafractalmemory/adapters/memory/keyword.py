@@ -54,27 +54,52 @@ class _Postings:
     """The ``(slot, tf)`` pairs of one term, and their BM25 tf weights cached
     for the ``avgdl`` they were computed with."""
 
-    __slots__ = ("avgdl", "slots", "tf", "weights")
+    __slots__ = ("_slots", "_tf", "avgdl", "size", "weights")
 
     def __init__(self, slots: I32 = _NO_SLOTS, tf: F32 = _NO_TF) -> None:
-        self.slots = slots
-        self.tf = tf
+        self._slots = slots  # rows 0..size-1 are used; the rest is room to grow
+        self._tf = tf
+        self.size = len(slots)
         self.weights: F32 | None = None
         self.avgdl = 0.0
 
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def slots(self) -> I32:
+        return self._slots[: self.size]
+
+    @property
+    def tf(self) -> F32:
+        return self._tf[: self.size]
+
     def extend(self, slots: I32, tf: F32) -> None:
-        self.slots = np.concatenate([self.slots, slots]) if len(self.slots) else slots
-        self.tf = np.concatenate([self.tf, tf]) if len(self.tf) else tf
+        """Append postings; the arrays grow by doubling, so a common term's
+        list is not copied whole for every document added."""
+        end = self.size + len(slots)
+        if end > len(self._slots):
+            room = max(end, 2 * len(self._slots))
+            grown_slots = np.empty(room, dtype=np.int32)
+            grown_tf = np.empty(room, dtype=np.float32)
+            grown_slots[: self.size] = self.slots
+            grown_tf[: self.size] = self.tf
+            self._slots, self._tf = grown_slots, grown_tf
+        self._slots[self.size : end] = slots
+        self._tf[self.size : end] = tf
+        self.size = end
         self.weights = None
 
     def scored(self, lengths: F32, avgdl: float) -> tuple[I32, F32]:
         """Slots and ``tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))``."""
+        slots = self.slots
         if self.weights is None or self.avgdl != avgdl:
-            norm = np.float32(K1 * (1.0 - B)) + np.float32(K1 * B / avgdl) * lengths[self.slots]
-            weights: F32 = (self.tf * np.float32(K1 + 1.0) / (self.tf + norm)).astype(np.float32, copy=False)
+            tf = self.tf
+            norm = np.float32(K1 * (1.0 - B)) + np.float32(K1 * B / avgdl) * lengths[slots]
+            weights: F32 = (tf * np.float32(K1 + 1.0) / (tf + norm)).astype(np.float32, copy=False)
             self.weights, self.avgdl = weights, avgdl
-            return self.slots, weights
-        return self.slots, self.weights
+            return slots, weights
+        return slots, self.weights
 
 
 class _Shard:
@@ -163,16 +188,17 @@ class _Shard:
         slot = self.slot_of.pop(doc_id, None)
         if slot is None:
             return
-        self.merge()  # so that a term's postings are all in one place
         self.dead.append(slot)
         self.total_length -= self.lengths[slot]
         terms, _ = self.terms[slot]
         self.live_postings -= len(terms)
         self.dead_postings += len(terms)
         self.df[terms] -= 1
-        for number in terms[self.df[terms] <= 0].tolist():
-            # every posting of the term is dead: drop them now
-            self.dead_postings -= len(self.postings.pop(number).slots)
+        gone = terms[self.df[terms] <= 0]
+        if len(gone):  # every posting of these terms is dead: drop them now,
+            self.merge()  # with their pending ones (an update of a live term needs no merge)
+            for number in gone.tolist():
+                self.dead_postings -= len(self.postings.pop(number))
 
     def doc_lengths(self) -> F32:
         if len(self.length_array) != len(self.lengths):
