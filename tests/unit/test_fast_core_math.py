@@ -277,24 +277,6 @@ def test_ann_is_built_in_the_background_while_exact_search_serves() -> None:
 
 
 @needs_ann
-def test_the_write_that_reaches_the_threshold_starts_the_build() -> None:
-    """Not the first search after it: a bulk load's index is built meanwhile."""
-    points = make_points(embedding_like(1500, 64, seed=4))
-    store = FastCoreVectorStore(64, ann_threshold=1000)
-    store.upsert(NS, points[:900])
-    assert store._spaces[NS].builder is None and not store.index_info(NS)["ann"]
-    store.upsert(NS, points[900:])
-    builder = store._spaces[NS].builder
-    assert builder is not None
-    builder.join(timeout=120)
-    assert store.index_info(NS)["ann"] and store.search_counts == {"ann": 0, "exact": 0}
-    query = embedding_like(1, 64, seed=8)[0]
-    store.search(NS, query, 5)
-    assert store.search_counts == {"ann": 1, "exact": 0}
-    store.close()
-
-
-@needs_ann
 def test_removed_keys_leave_the_graph_in_batches_and_are_never_returned_as_hits() -> None:
     from somafractalmemory.fastcore import ann as ann_module
 

@@ -97,8 +97,6 @@ class FastCoreVectorStore(SlabFiles):
                 space.ann.add(space.slab.keys[rows], vectors * importance[:, None])
             space.dirty = True
             space.ann_saved = False
-            if self._background and space.ann is None and self._ann_applies(space, 1, None, None):
-                self._start_build(namespace, space)  # now, not at the first search after a bulk load
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         validate_namespace(namespace)
