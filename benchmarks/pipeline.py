@@ -24,10 +24,10 @@ this process.
    (through the URL's ``search_path``), Redis database and topic (``soma
    serve`` reads only the environment, so its Redis key prefix is the
    default one), with one API key for the namespace and the rate limit set
-   out of reach. ``--api-writers`` threads, each with its own persistent
-   ``httpx.Client``, send ``POST /store`` at ``--rate`` per second for
-   ``--seconds`` while the workers index: p50/p99 of each request's wall
-   latency and the count of non-2xx answers.
+   out of reach. ``paced_http.py``, in a process of its own, sends ``POST
+   /store`` at ``--rate`` per second for ``--seconds`` over ``--api-writers``
+   keep-alive connections while the workers index: p50/p99 of each
+   request's latency and the count of non-2xx answers.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--api-workers", type=int, default=2, help="soma serve --workers")
-    parser.add_argument("--api-writers", type=int, default=8, help="HTTP writer threads")
+    parser.add_argument("--api-writers", type=int, default=8, help="client connections")
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
@@ -200,7 +200,7 @@ def main() -> None:
         api_ms, failed = measure_api(args, api_port, key)
         print(
             f"API /store latency under that load (HTTP, evented_enterprise, {args.workers} workers; "
-            f"soma serve --workers {args.api_workers}, {args.api_writers} client threads, "
+            f"soma serve --workers {args.api_workers}, {args.api_writers} connections of paced_http.py, "
             f"{args.rate:.0f} requests/s): p50 {q(api_ms, 0.5):.2f} ms, p99 {q(api_ms, 0.99):.2f} ms, "
             f"max {max(api_ms):.2f} ms ({len(api_ms)} requests, {failed} non-2xx)"
         )
@@ -288,52 +288,20 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def measure_api(args: argparse.Namespace, port: int, key: str) -> tuple[list[float], int]:
-    """Writer threads POST /store at ``args.rate``; each request's wall latency (ms) and the non-2xx count."""
-    total = int(args.rate * args.seconds)
-    headers = {"Authorization": f"Bearer {key}", "X-Soma-Namespace": "bench"}
-    latencies: list[float] = []
-    failed: list[str] = []
-    lock = threading.Lock()
-    clients = [
-        httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30)
-        for _ in range(args.api_writers)
-    ]
-    for client in clients:  # open the connections before the clock starts
-        client.get("/healthz")
-    begin = time.monotonic() + 0.2
-
-    def writer(k: int) -> None:
-        client = clients[k]
-        for j in range(k, total, args.api_writers):
-            due = begin + (j / args.rate)
-            pause = due - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            body = {"coord": [float(j), 4.0], "payload": {"text": f"api write {j}"}}
-            t = time.perf_counter()
-            try:
-                r = client.post("/store", json=body)
-                outcome = None if r.is_success else f"{r.status_code} {r.text[:200]}"
-            except httpx.HTTPError as exc:
-                outcome = repr(exc)
-            done = time.perf_counter()
-            with lock:
-                latencies.append((done - t) * 1000)
-                if outcome is not None:
-                    failed.append(outcome)
-
-    threads = [threading.Thread(target=writer, args=(k,)) for k in range(args.api_writers)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        for client in clients:
-            client.close()
-    for outcome in failed[:5]:
-        print(f"  non-2xx: {outcome}")
-    return latencies, len(failed)
+    """POST /store at ``args.rate`` from ``paced_http.py`` (a process of its own, so
+    the relay's thread here cannot delay the client); each request's latency
+    (ms) and the count of non-2xx answers."""
+    command = [sys.executable, str(Path(__file__).with_name("paced_http.py")), "--port", str(port)]
+    command += ["--rate", str(args.rate), "--seconds", str(args.seconds)]
+    command += ["--connections", str(args.api_writers)]
+    command += ["--header", f"Authorization: Bearer {key}", "--header", "X-Soma-Namespace: bench"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 120, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    statuses: dict[str, int] = result["statuses"]
+    failed = sum(n for status, n in statuses.items() if not status.startswith("2"))
+    if failed:
+        print(f"  answers by status: {statuses}")
+    return [float(x) for x in result["latencies_ms"]], failed
 
 
 def measure_lag(memory: Any, args: argparse.Namespace, schema: str) -> tuple[list[float], list[float]]:

@@ -102,6 +102,7 @@ def test_the_budget_is_shared_through_redis(redis_prefix: tuple[str, str]) -> No
     first_backends = create_backends("test", config)
     second_backends = create_backends("test", config)
     assert first_backends.rate_limiter.name == "redis"
+    assert getattr(first_backends.rate_limiter, "asynchronous", False)  # checked on the event loop
     settings = make_settings(SOMA_RATE_LIMIT_MAX=BUDGET, SOMA_RATE_LIMIT_WINDOW=60)
     try:
         with (

@@ -6,6 +6,7 @@ Runs on the shared test Redis; every test uses its own key prefix.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import redis
 from somafractalmemory.adapters.hybrid import CachedKeyValueStore
 from somafractalmemory.adapters.memory.kv import InMemoryKeyValueStore
 from somafractalmemory.adapters.redis import RedisCache, RedisLockManager, RedisRateLimiter, build_client
-from somafractalmemory.errors import BackendUnavailable, ConfigurationError, LockTimeout
+from somafractalmemory.errors import BackendUnavailable, ConfigurationError, InvalidInput, LockTimeout
 from somafractalmemory.models import HistoryEntry, Memory, MemoryType, memory_id
 
 pytestmark = pytest.mark.redis
@@ -163,6 +164,38 @@ def test_rate_limit_window_slides(redis_prefix: tuple[str, str]) -> None:
     assert a.hit("k", 2, 0.5) > 0.0
     a.close()
     b.close()
+
+
+def test_rate_limit_on_an_event_loop_shares_the_budget_of_the_blocking_one(
+    redis_prefix: tuple[str, str],
+) -> None:
+    url, prefix = redis_prefix
+    blocking, looped = RedisRateLimiter(url, prefix=prefix), RedisRateLimiter(url, prefix=prefix)
+    assert looped.asynchronous
+    assert not RedisRateLimiter(redis.Redis.from_url(url), prefix=prefix).asynchronous  # injected client
+
+    async def main() -> list[float]:
+        waits = list(await asyncio.gather(*(looped.hit_async("k", 50, 30) for _ in range(40))))
+        waits += [blocking.hit("k", 50, 30) for _ in range(10)]  # 50 counted: the budget is spent
+        waits.append(await looped.hit_async("k", 50, 30))
+        waits.append(await looped.hit_async("other", 50, 30))
+        assert await looped.hit_async("k", 0, 30) == 30.0  # a limit below 1 allows nothing
+        with pytest.raises(InvalidInput, match="window_seconds"):
+            await looped.hit_async("k", 5, 0)
+        await looped.aclose()
+        return waits
+
+    waits = asyncio.run(main())
+    assert waits[:50] == [0.0] * 50 and 0 < waits[50] <= 30 and waits[51] == 0.0
+    assert asyncio.run(looped.hit_async("k", 50, 30)) > 0  # a new loop gets connections of its own
+    blocking.close()
+    looped.close()
+
+
+def test_rate_limit_on_an_event_loop_raises_when_redis_is_unreachable() -> None:
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{_closed_port()}/0")
+    with pytest.raises(BackendUnavailable, match="REDIS_URL"):
+        asyncio.run(limiter.hit_async("k", 1, 1.0))
 
 
 # -- cache -------------------------------------------------------------------

@@ -172,6 +172,7 @@ def create_app(settings: Settings | None = None, backends: Backends | None = Non
                 with contextlib.suppress(asyncio.CancelledError):
                     await following
             app.state.soma = None
+            await state.ratelimit.aclose()
             if backends is None:
                 await run_in_threadpool(state.backends.close)
             log.info("api stopped")

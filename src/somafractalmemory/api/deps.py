@@ -146,10 +146,13 @@ bearer = HTTPBearer(auto_error=False, description="an API key (docs/API.md: Auth
 
 
 async def _spend(state: ApiState, identity: str) -> None:
-    if state.ratelimit.in_process:
-        state.ratelimit.check(identity)
+    limit = state.ratelimit
+    if limit.in_process:
+        limit.check(identity)
+    elif limit.asynchronous:
+        await limit.acheck(identity)
     else:
-        await run_in_threadpool(state.ratelimit.check, identity)
+        await run_in_threadpool(limit.check, identity)
 
 
 async def authenticate(

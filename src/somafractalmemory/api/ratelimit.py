@@ -14,14 +14,23 @@ API down.
 from __future__ import annotations
 
 import logging
+from typing import Protocol, cast
 
 from ..errors import BackendUnavailable, ConfigurationError, RateLimited
 from ..interfaces.storage import IRateLimiter
 from .metrics import ApiMetrics
 
-__all__ = ["RateLimit"]
+__all__ = ["IAsyncRateLimiter", "RateLimit"]
 
 log = logging.getLogger("somafractalmemory.api")
+
+
+class IAsyncRateLimiter(IRateLimiter, Protocol):
+    """A limiter that can also count a request without leaving the event loop."""
+
+    asynchronous: bool
+
+    async def hit_async(self, key: str, limit: int, window_seconds: float) -> float: ...
 
 
 class RateLimit:
@@ -46,15 +55,47 @@ class RateLimit:
         """Whether a check is a quick in-memory call (else it is network I/O)."""
         return self.limiter.name == "memory"
 
+    @property
+    def asynchronous(self) -> bool:
+        """Whether ``acheck`` runs on the event loop (the limiter has ``hit_async``)."""
+        return bool(getattr(self.limiter, "asynchronous", False))
+
     def check(self, identity: str) -> None:
         if not self.enabled:
             return
         try:
             wait = self.limiter.hit(identity, self.max_requests, self.window_seconds)
         except BackendUnavailable as exc:
-            self.metrics.rate_limit_errors.inc()
-            log.warning("rate limit not checked: %s", exc)
+            self._not_checked(exc)
             return
+        self._settle(wait)
+
+    async def acheck(self, identity: str) -> None:
+        """``check`` on the event loop, for limiters that are ``asynchronous``."""
+        if not self.enabled:
+            return
+        limiter = cast(IAsyncRateLimiter, self.limiter)
+        try:
+            wait = await limiter.hit_async(identity, self.max_requests, self.window_seconds)
+        except BackendUnavailable as exc:
+            self._not_checked(exc)
+            return
+        self._settle(wait)
+
+    async def aclose(self) -> None:
+        """Close what ``acheck`` opened on this loop."""
+        close = getattr(self.limiter, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception as exc:  # shutting down: say so, go on closing the rest
+                log.warning("closing the rate limiter's connections failed: %s", exc)
+
+    def _not_checked(self, exc: BackendUnavailable) -> None:
+        self.metrics.rate_limit_errors.inc()
+        log.warning("rate limit not checked: %s", exc)
+
+    def _settle(self, wait: float) -> None:
         if wait > 0:
             self.metrics.rate_limited.inc()
             raise RateLimited(wait)

@@ -8,7 +8,7 @@ Connecting is lazy: building a client never touches the network.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ...errors import BackendUnavailable, ConfigurationError, MissingDependency
@@ -16,6 +16,8 @@ from ...errors import BackendUnavailable, ConfigurationError, MissingDependency
 try:
     import redis
     from redis import Redis
+    from redis.asyncio import Redis as AsyncRedis
+    from redis.asyncio.retry import Retry as AsyncRetry
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import NoScriptError, RedisError
@@ -25,10 +27,12 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 __all__ = [
     "SETTING",
+    "AsyncRedis",
     "NoScriptError",
     "Redis",
     "RedisConnectionError",
     "RedisError",
+    "build_async_client",
     "build_client",
     "ping",
     "resolve",
@@ -66,10 +70,52 @@ def build_client(
     retried once (a pooled connection may have died with a server restart);
     a timeout is not retried.
     """
+    retry = Retry(ExponentialBackoff(cap=0.05, base=0.005), 1, supported_errors=(RedisConnectionError,))
+    return cast(
+        redis.Redis,
+        _build(
+            redis.Redis,
+            retry,
+            url,
+            host=host,
+            port=port,
+            db=db,
+            password=password,
+            ssl=ssl,
+            ssl_ca_certs=ssl_ca_certs,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+            client_name=client_name,
+        ),
+    )
+
+
+def build_async_client(url: str | None = None, **connect: Any) -> AsyncRedis:
+    """The ``redis.asyncio`` twin of ``build_client`` (same arguments), for
+    calls made on an event loop; it belongs to the loop it is first used on."""
+    retry = AsyncRetry(ExponentialBackoff(cap=0.05, base=0.005), 1, supported_errors=(RedisConnectionError,))
+    return cast(AsyncRedis, _build(AsyncRedis, retry, url, **connect))
+
+
+def _build(
+    cls: Any,
+    retry: Any,
+    url: str | None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    db: int | None = None,
+    password: str | None = None,
+    ssl: bool = False,
+    ssl_ca_certs: str | None = None,
+    socket_timeout: float = 0.5,
+    connect_timeout: float = 0.5,
+    client_name: str | None = "somafractalmemory",
+) -> Any:
     options: dict[str, Any] = {
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": connect_timeout,
-        "retry": Retry(ExponentialBackoff(cap=0.05, base=0.005), 1, supported_errors=(RedisConnectionError,)),
+        "retry": retry,
         "client_name": client_name,
     }
     if url:
@@ -82,12 +128,12 @@ def build_client(
             options["password"] = password
         if scheme == "rediss" and ssl_ca_certs:
             options["ssl_ca_certs"] = ssl_ca_certs
-        return redis.Redis.from_url(url, **options)
+        return cls.from_url(url, **options)
     if ssl:
         options["ssl"] = True
         if ssl_ca_certs:
             options["ssl_ca_certs"] = ssl_ca_certs
-    return redis.Redis(host=host or "localhost", port=port or 6379, db=db or 0, password=password, **options)
+    return cls(host=host or "localhost", port=port or 6379, db=db or 0, password=password, **options)
 
 
 def ping(client: redis.Redis) -> None:

@@ -6,15 +6,20 @@ in the last ``window_seconds``. A Lua script trims the expired ones, counts,
 and either records the request or answers how long until the oldest one
 leaves the window; Redis runs scripts one at a time, so the check and the
 count are atomic across processes. Nothing is counted for a refused request.
+
+``hit_async`` is the same on an event loop (``redis.asyncio``, a connection
+pool of its own per loop): the API checks every request's budget, and a
+thread hop for each cost more than the check itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
 from ...errors import InvalidInput
-from .client import Redis, RedisError, ping, resolve, unavailable
+from .client import AsyncRedis, Redis, RedisError, build_async_client, ping, resolve, unavailable
 
 __all__ = ["RedisRateLimiter"]
 
@@ -48,20 +53,59 @@ class RedisRateLimiter:
         self._client, self._owned = resolve(client, connect)
         self.prefix = prefix + "rl:"
         self._script = self._client.register_script(_HIT)
+        # an injected client's settings are its own: then there is no async twin
+        self._async_source = None if isinstance(client, Redis) else (client, connect)
+        self._async: tuple[asyncio.AbstractEventLoop, AsyncRedis, Any] | None = None
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether ``hit_async`` talks to Redis itself (else it is unavailable)."""
+        return self._async_source is not None
 
     def hit(self, key: str, limit: int, window_seconds: float) -> float:
         """0.0 if allowed (and counted), else seconds until one would be.
         A ``limit`` below 1 allows nothing (the answer is the window)."""
-        if not window_seconds > 0:
-            raise InvalidInput("window_seconds", f"must be > 0, got {window_seconds}")
-        if limit < 1:
+        args = self._args(limit, window_seconds)
+        if args is None:
             return float(window_seconds)
-        window_us = max(1, round(window_seconds * 1_000_000))
         try:
-            wait_us = self._script(keys=[self.prefix + key], args=[limit, window_us, secrets.token_hex(8)])
+            wait_us = self._script(keys=[self.prefix + key], args=args)
         except RedisError as exc:
             raise unavailable(exc) from exc
         return int(wait_us) / 1_000_000
+
+    async def hit_async(self, key: str, limit: int, window_seconds: float) -> float:
+        """``hit`` without blocking the running event loop."""
+        args = self._args(limit, window_seconds)
+        if args is None:
+            return float(window_seconds)
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            if self._async_source is None:
+                raise RuntimeError("hit_async needs a limiter built from a URL or connect options")
+            url, connect = self._async_source
+            client = build_async_client(url, **connect)
+            self._async = (loop, client, client.register_script(_HIT))
+        try:
+            wait_us = await self._async[2](keys=[self.prefix + key], args=args)
+        except RedisError as exc:
+            raise unavailable(exc) from exc
+        return int(wait_us) / 1_000_000
+
+    async def aclose(self) -> None:
+        """Close the event loop's connections (call on that loop)."""
+        if self._async is not None:
+            _, client, _ = self._async
+            self._async = None
+            await client.aclose()
+
+    @staticmethod
+    def _args(limit: int, window_seconds: float) -> list[Any] | None:
+        if not window_seconds > 0:
+            raise InvalidInput("window_seconds", f"must be > 0, got {window_seconds}")
+        if limit < 1:
+            return None
+        return [limit, max(1, round(window_seconds * 1_000_000)), secrets.token_hex(8)]
 
     def health(self) -> None:
         ping(self._client)
