@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -154,13 +155,20 @@ class _Shard:
         lengths = [len(tokens) for _, tokens in docs]
         flat = [token for _, tokens in docs for token in tokens]
         numbers = self._numbers(flat)
-        doc = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
-        width = max(len(self.words), 1)
-        pairs, counts = np.unique(doc * width + numbers, return_counts=True)  # by doc, then term
-        rows, terms = pairs // width, pairs % width
+        if len(docs) == 1:  # one document (a single store): counted without numpy's sort
+            tally = Counter(numbers.tolist())
+            terms = np.fromiter(sorted(tally), dtype=np.int64, count=len(tally))
+            counts = np.fromiter(map(tally.__getitem__, terms.tolist()), dtype=np.int64, count=len(tally))
+            rows = np.zeros(len(terms), dtype=np.int64)
+            self.df[terms] += 1  # each term once
+        else:
+            doc = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+            width = max(len(self.words), 1)
+            pairs, counts = np.unique(doc * width + numbers, return_counts=True)  # by doc, then term
+            rows, terms = pairs // width, pairs % width
+            self.df[: len(self.words)] += np.bincount(terms, minlength=len(self.words))
         self.terms.extend(np.bincount(rows, minlength=len(docs)), terms, counts)
-        self.df[: len(self.words)] += np.bincount(terms, minlength=len(self.words))
-        if len(pairs):
+        if len(terms):
             self.pending.append(
                 (terms.astype(np.int32), (rows + base).astype(np.int32), counts.astype(np.float32))
             )
@@ -169,7 +177,7 @@ class _Shard:
         self.ids.extend(ids)
         self.lengths.extend(lengths)
         self.total_length += len(flat)
-        self.live_postings += len(pairs)
+        self.live_postings += len(terms)
 
     def merge(self) -> None:
         """Move the pending postings into their terms' arrays."""
