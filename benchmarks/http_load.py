@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rawhttp import exchange
 
 TARGETS = {"/recall": (1000.0, 50.0), "/store": (1000.0, None)}
 
@@ -202,22 +203,9 @@ async def _one_connection(
         while time.perf_counter() < stop_at:
             body = rng.choice(bodies) if bodies else b""
             started = time.perf_counter()
-            writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            status_line = await reader.readline()
-            if not status_line:
-                raise ConnectionError("the server closed the connection")
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
+            status = await exchange(reader, writer, head, body)
             result.latencies_ms.append((time.perf_counter() - started) * 1000)
-            parts = status_line.split()
-            result.statuses[parts[1].decode() if len(parts) > 1 else "?"] += 1
+            result.statuses[status] += 1
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
         result.statuses[f"error:{type(exc).__name__}"] += 1
     finally:

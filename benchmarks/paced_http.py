@@ -22,6 +22,8 @@ import sys
 import time
 from collections import Counter
 
+from rawhttp import exchange
+
 
 async def _connection(
     port: int, head: bytes, jobs: range, begin: float, rate: float, out: list[float], statuses: Counter[str]
@@ -34,22 +36,9 @@ async def _connection(
                 await asyncio.sleep(pause)
             body = json.dumps({"coord": [float(j), 4.0], "payload": {"text": f"api write {j}"}}).encode()
             started = time.perf_counter()
-            writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            status_line = await reader.readline()
-            if not status_line:
-                raise ConnectionError("the server closed the connection")
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
+            status = await exchange(reader, writer, head, body)
             out.append((time.perf_counter() - started) * 1000)
-            parts = status_line.split()
-            statuses[parts[1].decode() if len(parts) > 1 else "?"] += 1
+            statuses[status] += 1
     finally:
         writer.close()
 

@@ -50,44 +50,18 @@ def unavailable(exc: BaseException) -> BackendUnavailable:
     return BackendUnavailable("Redis", detail, setting=SETTING)
 
 
-def build_client(
-    url: str | None = None,
-    *,
-    host: str | None = None,
-    port: int | None = None,
-    db: int | None = None,
-    password: str | None = None,
-    ssl: bool = False,
-    ssl_ca_certs: str | None = None,
-    socket_timeout: float = 0.5,
-    connect_timeout: float = 0.5,
-    client_name: str | None = "somafractalmemory",
-) -> redis.Redis:
+def build_client(url: str | None = None, **connect: Any) -> redis.Redis:
     """A ``redis.Redis`` from ``url`` or ``host``/``port``/``db``.
 
-    ``rediss://`` (or ``ssl=True``) uses TLS with certificate verification;
-    ``ssl_ca_certs`` points at a private CA bundle. A connection error is
-    retried once (a pooled connection may have died with a server restart);
-    a timeout is not retried.
+    Options (keywords): ``host``, ``port``, ``db``, ``password``, ``ssl``,
+    ``ssl_ca_certs``, ``socket_timeout`` and ``connect_timeout`` (0.5 s
+    each), ``client_name``. ``rediss://`` (or ``ssl=True``) uses TLS with
+    certificate verification; ``ssl_ca_certs`` points at a private CA
+    bundle. A connection error is retried once (a pooled connection may have
+    died with a server restart); a timeout is not retried.
     """
     retry = Retry(ExponentialBackoff(cap=0.05, base=0.005), 1, supported_errors=(RedisConnectionError,))
-    return cast(
-        redis.Redis,
-        _build(
-            redis.Redis,
-            retry,
-            url,
-            host=host,
-            port=port,
-            db=db,
-            password=password,
-            ssl=ssl,
-            ssl_ca_certs=ssl_ca_certs,
-            socket_timeout=socket_timeout,
-            connect_timeout=connect_timeout,
-            client_name=client_name,
-        ),
-    )
+    return cast(redis.Redis, _build(redis.Redis, retry, url, **connect))
 
 
 def build_async_client(url: str | None = None, **connect: Any) -> AsyncRedis:
