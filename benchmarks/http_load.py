@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,14 +195,20 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float =
 
 # -- load: the asyncio engine ------------------------------------------------------
 async def _one_connection(
-    port: int, bodies: list[bytes], path: str, stop_at: float, result: Result, rng: random.Random
+    port: int,
+    post: bool,
+    choose: Callable[[random.Random], bytes],
+    path: str,
+    stop_at: float,
+    result: Result,
+    rng: random.Random,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    method = "POST" if bodies else "GET"
+    method = "POST" if post else "GET"
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n".encode()
     try:
         while time.perf_counter() < stop_at:
-            body = rng.choice(bodies) if bodies else b""
+            body = choose(rng) if post else b""
             started = time.perf_counter()
             status = await exchange(reader, writer, head, body)
             result.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -212,12 +219,23 @@ async def _one_connection(
         writer.close()
 
 
-async def _drive(port: int, path: str, bodies: list[bytes], concurrency: int, duration: float) -> Result:
+async def _drive(
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    concurrency: int,
+    duration: float,
+    pick: Callable[[random.Random], bytes] | None = None,
+) -> Result:
     result = Result(path, "python-asyncio", duration)
     started = time.perf_counter()
     stop_at = started + duration
+    choose = pick or (lambda rng: rng.choice(bodies))
     await asyncio.gather(
-        *(_one_connection(port, bodies, path, stop_at, result, random.Random(i)) for i in range(concurrency))
+        *(
+            _one_connection(port, bool(bodies), choose, path, stop_at, result, random.Random(i))
+            for i in range(concurrency)
+        )
     )
     result.seconds = time.perf_counter() - started
     result.requests = len(result.latencies_ms)
@@ -225,8 +243,17 @@ async def _drive(port: int, path: str, bodies: list[bytes], concurrency: int, du
 
 
 def load_python(
-    port: int, path: str, bodies: list[bytes], concurrency: int, duration: float, tmp: Path
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    concurrency: int,
+    duration: float,
+    tmp: Path,
+    start: int | None = None,
 ) -> Result:
+    if start is not None:  # in order from ``start``: each connection takes the next body
+        ordered = iter(bodies[start:])
+        return asyncio.run(_drive(port, path, bodies, concurrency, duration, lambda rng: next(ordered)))
     return asyncio.run(_drive(port, path, bodies, concurrency, duration))
 
 
@@ -235,12 +262,23 @@ WRK_SCRIPT = """
 local bodies = {BODIES}
 local path = "{PATH}"
 statuses = {{}}
+local sequential, start = {SEQUENTIAL}, {START}
 local threads = {{}}
-function setup(thread) table.insert(threads, thread) end
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("slot", #threads - 1)
+end
+local step, n = {THREADS}, nil
 function init(args) math.randomseed(os.time() + math.floor(os.clock() * 1000000)) end
 function request()
   if #bodies == 0 then return wrk.format("GET", path) end
-  local body = bodies[math.random(#bodies)]
+  local body
+  if sequential then  -- threads take turns through the list: no body is sent twice
+    n = (n or (start + slot - step)) + step
+    body = bodies[(n % #bodies) + 1]
+  else
+    body = bodies[math.random(#bodies)]
+  end
   return wrk.format("POST", path, {{["Content-Type"] = "application/json"}}, body)
 end
 function response(status, headers, body)
@@ -270,12 +308,27 @@ def _lua_string(data: bytes) -> str:
 
 
 def load_wrk(
-    port: int, path: str, bodies: list[bytes], concurrency: int, duration: float, tmp: Path
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    concurrency: int,
+    duration: float,
+    tmp: Path,
+    start: int | None = None,
 ) -> Result:
+    """``start``: send the bodies in order from this index (else pick at random)."""
     script = tmp / f"load{path.replace('/', '_')}.lua"
     lua_bodies = "{" + ", ".join(_lua_string(b) for b in bodies) + "}"
-    script.write_text(WRK_SCRIPT.format(BODIES=lua_bodies, PATH=path))
     threads = max(1, min(2, concurrency))
+    script.write_text(
+        WRK_SCRIPT.format(
+            BODIES=lua_bodies,
+            PATH=path,
+            SEQUENTIAL="false" if start is None else "true",
+            START=start or 0,
+            THREADS=threads,
+        )
+    )
     command = [
         "wrk",
         f"-t{threads}",
@@ -384,6 +437,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--endpoints", default="/recall,/store", help="comma-separated, from /recall, /store, /healthz"
     )
+    parser.add_argument(
+        "--unique-stores",
+        action="store_true",
+        help="every /store writes a new memory (default: 2,000 bodies, sent again and again)",
+    )
     parser.add_argument("--engine", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--log-level", default="warning", help="server log level (info logs every request)")
     parser.add_argument("--seed", type=int, default=7)
@@ -404,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         f"after {args.warmup:g} s of warm-up"
     )
 
+    # the default cycles 2,000 bodies: after the first pass a store rewrites a memory
+    # with the same content; --unique-stores gives every request a new memory
+    store_bodies = int((args.duration + args.warmup) * 2500) if args.unique_stores else 2000
     rng = random.Random(args.seed)
     words = vocabulary(3000, rng)
     queries = [
@@ -417,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
                 "payload": {"text": sentence(words, rng)},
             }
         ).encode()
-        for _ in range(2000)
+        for _ in range(store_bodies)
     ]
     # /healthz (no body, no backend work) shows what the HTTP stack alone can serve
     bodies: dict[str, list[bytes]] = {"/recall": queries, "/store": stores, "/healthz": []}
@@ -439,11 +500,14 @@ def main(argv: list[str] | None = None) -> int:
                 if endpoint not in bodies:
                     raise SystemExit(f"unknown endpoint {endpoint!r}; known: {', '.join(bodies)}")
                 load = load_wrk if engine == "wrk" else load_python
+                ordered = args.unique_stores and endpoint == "/store"
+                start = 0 if ordered else None
                 if args.warmup > 0:
-                    load(port, endpoint, bodies[endpoint], args.concurrency, args.warmup, tmp)
+                    warm = load(port, endpoint, bodies[endpoint], args.concurrency, args.warmup, tmp, start)
+                    start = warm.requests + args.concurrency if ordered else None
                 server = process_tree(process.pid)
                 before = cpu_seconds(server)
-                result = load(port, endpoint, bodies[endpoint], args.concurrency, args.duration, tmp)
+                result = load(port, endpoint, bodies[endpoint], args.concurrency, args.duration, tmp, start)
                 after = cpu_seconds(server)
                 if before is not None and after is not None:
                     result.server_cpu = after - before

@@ -302,6 +302,38 @@ def test_removed_keys_leave_the_graph_in_batches_and_are_never_returned_as_hits(
     store.close()
 
 
+@needs_ann
+def test_a_rewrite_with_the_same_vector_keeps_its_index_entry() -> None:
+    data = embedding_like(3000, 32, seed=12)
+    points = make_points(data)
+    store = FastCoreVectorStore(32, ann_threshold=1000, ann_background=False)
+    store.upsert(NS, points)
+    store.search(NS, data[3], 5)  # builds the index
+    hits = store.search(NS, data[3], 10)
+    index, slab = store._spaces[NS].ann, store._spaces[NS].slab
+    assert index is not None
+    in_graph, key = len(index._index), int(slab.keys[slab.rows[points[3].id]])
+    same = points[3]
+    store.upsert(
+        NS, [VectorPoint(same.id, same.vector.copy(), same.importance_norm, same.memory_type, 7, {"v": 7})]
+    )
+    assert int(slab.keys[slab.rows[same.id]]) == key and len(index._index) == in_graph and index.removed == 0
+    assert store.versions(NS, [same.id]) == {same.id: 7} and slab.payloads[slab.rows[same.id]] == {"v": 7}
+    assert same.id in {h.id for h in hits}
+    assert store.search(NS, data[3], 10) == hits and store.search_counts["ann"] == 3
+    for changed in (
+        VectorPoint(same.id, -same.vector, same.importance_norm, same.memory_type, 8),  # a new vector
+        VectorPoint(
+            same.id, -same.vector, same.importance_norm / 2 + 0.01, same.memory_type, 9
+        ),  # importance
+    ):
+        before = int(slab.keys[slab.rows[same.id]])
+        store.upsert(NS, [changed])
+        assert int(slab.keys[slab.rows[same.id]]) != before
+    assert index.removed == 2 and same.id not in {h.id for h in store.search(NS, data[3], 10)}
+    store.close()
+
+
 def store_points(store: FastCoreVectorStore) -> list[VectorPoint]:
     slab = store._spaces[NS].slab
     return [

@@ -230,16 +230,20 @@ class Slab:
         types: Sequence[int],
         versions: Sequence[int],
         payloads: Sequence[dict[str, Any]],
-    ) -> tuple[list[int], list[int]]:
+    ) -> tuple[list[int], list[int], list[int]]:
         """Write rows (ids unique within the batch, vectors normalised).
 
-        Returns ``(replaced_keys, written_rows)``: the ANN keys that are no
-        longer current, and the rows now holding the batch.
+        Returns ``(replaced_keys, written_rows, moved)``: the ANN keys that
+        are no longer current, the rows now holding the batch, and the batch
+        positions whose point is new or has a new vector or importance (a
+        rewrite that keeps both, such as a payload-only update or a repeated
+        store, keeps its ANN key: the index entry is still exact for it).
         """
         self._reserve(len(ids))
         size_before = self.size
         replaced: list[int] = []
         written: list[int] = []
+        moved: list[int] = []
         for i, point_id in enumerate(ids):
             row = self.rows.get(point_id)
             if row is None:
@@ -249,15 +253,19 @@ class Slab:
                 self.payloads.append(payloads[i])
                 self.rows[point_id] = row
             else:
+                self.payloads[row] = payloads[i]
+                if self.importance[row] == importance[i] and np.array_equal(self.vectors[row], vectors[i]):
+                    written.append(row)
+                    continue
                 old_key = int(self.keys[row])
                 replaced.append(old_key)
                 del self.key_rows[old_key]
-                self.payloads[row] = payloads[i]
             key = self.next_key
             self.next_key += 1
             self.keys[row] = key
             self.key_rows[key] = row
             written.append(row)
+            moved.append(i)
         if self.size != size_before:
             self._rows_moved()
         rows = np.asarray(written, dtype=np.intp)
@@ -265,7 +273,7 @@ class Slab:
         self.importance[rows] = importance
         self.types[rows] = np.asarray(types, dtype=np.int8)
         self.versions[rows] = np.asarray(versions, dtype=np.int64)
-        return replaced, written
+        return replaced, written, moved
 
     def delete(self, ids: Sequence[str]) -> list[int]:
         """Swap-remove the rows of ``ids``; return the ANN keys removed."""

@@ -89,12 +89,15 @@ class FastCoreVectorStore(SlabFiles):
             space = self._spaces.get(namespace)
             if space is None:
                 space = self._spaces[namespace] = _Space(Slab(self.dim))
-            replaced, rows = space.slab.upsert(ids, vectors, importance, types, versions, payloads)
+            replaced, rows, moved = space.slab.upsert(ids, vectors, importance, types, versions, payloads)
             if space.ann is not None and len(rows) > max(_BULK, space.slab.size // 4):
                 space.ann = None  # a bulk load: rebuild in the background, not under the lock
             elif space.ann is not None:
                 space.ann.remove(replaced)
-                space.ann.add(space.slab.keys[rows], vectors * importance[:, None])
+                if moved:  # a point rewritten with the same vector and importance keeps its entry
+                    new = np.asarray(moved, dtype=np.intp)
+                    keys = space.slab.keys[np.asarray(rows, dtype=np.intp)[new]]
+                    space.ann.add(keys, vectors[new] * importance[new, None])
             space.dirty = True
             space.ann_saved = False
 
