@@ -276,16 +276,22 @@ def test_ann_is_built_in_the_background_while_exact_search_serves() -> None:
     store.close()
 
 
+def indexed_store(n: int, seed: int) -> tuple[np.ndarray, list[VectorPoint], FastCoreVectorStore]:
+    """``n`` 32-d points in a store whose ANN index is built (synchronously)."""
+    data = embedding_like(n, 32, seed=seed)
+    points = make_points(data)
+    store = FastCoreVectorStore(32, ann_threshold=1000, ann_background=False)
+    store.upsert(NS, points)
+    store.search(NS, data[0], 5)  # builds the index
+    return data, points, store
+
+
 @needs_ann
 def test_removed_keys_leave_the_graph_in_batches_and_are_never_returned_as_hits() -> None:
     from somafractalmemory.fastcore import ann as ann_module
 
-    data = embedding_like(6000, 32, seed=6)
-    points = make_points(data)
-    store = FastCoreVectorStore(32, ann_threshold=1000, ann_background=False)
-    store.upsert(NS, points)
+    data, points, store = indexed_store(6000, seed=6)
     query = data[7]
-    store.search(NS, query, 5)  # builds the index
     index = store._spaces[NS].ann
     assert index is not None
     in_graph = len(index._index)
@@ -304,11 +310,7 @@ def test_removed_keys_leave_the_graph_in_batches_and_are_never_returned_as_hits(
 
 @needs_ann
 def test_a_rewrite_with_the_same_vector_keeps_its_index_entry() -> None:
-    data = embedding_like(3000, 32, seed=12)
-    points = make_points(data)
-    store = FastCoreVectorStore(32, ann_threshold=1000, ann_background=False)
-    store.upsert(NS, points)
-    store.search(NS, data[3], 5)  # builds the index
+    data, points, store = indexed_store(3000, seed=12)
     hits = store.search(NS, data[3], 10)
     index, slab = store._spaces[NS].ann, store._spaces[NS].slab
     assert index is not None
