@@ -461,6 +461,14 @@ def main(argv: list[str] | None = None) -> int:
         f"load:      {engine}, {args.concurrency} connections, {args.duration:g} s per endpoint "
         f"after {args.warmup:g} s of warm-up"
     )
+    print(
+        "stores:    "
+        + (
+            "every request a new memory (--unique-stores)"
+            if args.unique_stores
+            else "2,000 bodies sent again and again: after the first pass, rewrites of the same content"
+        )
+    )
 
     # the default cycles 2,000 bodies: after the first pass a store rewrites a memory
     # with the same content; --unique-stores gives every request a new memory
