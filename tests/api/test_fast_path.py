@@ -340,6 +340,7 @@ class _Follower:
 
     def __init__(self, fail: int = 0, backlog: int = 10**9) -> None:
         self.calls: list[tuple[int, int | None]] = []  # (thread, limit)
+        self.forced: list[bool] = []
         self.checks: list[int] = []
         self.fail = fail
         self.backlog = backlog
@@ -350,6 +351,7 @@ class _Follower:
 
     def sync(self, force: bool = False, limit: int | None = None) -> None:
         self.calls.append((threading.get_ident(), limit))
+        self.forced.append(force)
         if len(self.calls) <= self.fail:
             raise RuntimeError("database is locked")
         self.backlog = 0 if limit is None else max(0, self.backlog - limit)
@@ -391,6 +393,7 @@ def test_a_large_backlog_is_applied_in_a_thread_after_the_loop_did_its_share() -
     loop = threading.get_ident()
     assert follower.calls[:steps] == [(loop, step)] * steps
     assert follower.calls[steps][0] != loop and follower.calls[steps][1] is None  # the rest, in a thread
+    assert all(follower.forced[: steps + 1])  # each step ran: none waited for the next due check
     assert follower.backlog == 0 and state.threads == 0
 
 

@@ -119,7 +119,8 @@ async def follow(state: ApiState, follower: IndexFollower) -> None:
                 if state.threads == 0 and not follower.behind():
                     failing = False
                     continue
-            await in_thread(state, follower.sync)
+            # forced: the steps above pushed the next due check an interval away
+            await in_thread(state, follower.sync, True)
         except Exception as exc:  # a read retries it; say so once per outage
             if not failing:
                 log.warning("applying other processes' writes failed: %s", exc)
