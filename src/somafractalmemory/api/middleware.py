@@ -59,7 +59,6 @@ class ObservabilityMiddleware:
         token = request_id_var.set(request_id)
         state: dict[str, Any] = scope.setdefault("state", {})
         status = 500
-        route = UNMATCHED
         started = time.perf_counter()
         header = (b"x-request-id", request_id.encode())
 
@@ -73,19 +72,16 @@ class ObservabilityMiddleware:
 
         self.metrics.in_flight.inc()
         try:
-            if self.tracing.recording():
+            if self.tracing.recording():  # (a span context costs even when it records nothing)
                 with self.tracing.span(scope) as span:
                     try:
                         await self.app(scope, receive, send_with_id)
                     finally:
-                        route = _route_template(scope)
-                        self.tracing.finish(span, scope["method"], route, status)
+                        self.tracing.finish(span, scope["method"], _route_template(scope), status)
             else:
-                try:
-                    await self.app(scope, receive, send_with_id)
-                finally:
-                    route = _route_template(scope)
+                await self.app(scope, receive, send_with_id)
         finally:
+            route = _route_template(scope)
             elapsed = time.perf_counter() - started
             self.metrics.in_flight.dec()
             self.metrics.observe_request(scope["method"], route, status, elapsed)
