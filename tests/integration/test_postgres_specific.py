@@ -18,6 +18,8 @@ from somafractalmemory.adapters.postgres.migrations import applied_versions
 from somafractalmemory.errors import BackendUnavailable, InvalidInput
 from somafractalmemory.models import HistoryEntry, Link, Memory, MemoryType, matches_filters, memory_id
 
+from ..threads import run_together
+
 pytestmark = pytest.mark.postgres
 
 NS = "pgtest"
@@ -73,19 +75,7 @@ def test_concurrent_migrations_take_turns(pg_schema: tuple[str, str]) -> None:
     dsn, schema = pg_schema
     pools = [PostgresPool(dsn, schema=schema) for _ in range(4)]
     results: list[list[int]] = []
-    errors: list[BaseException] = []
-
-    def run(pool: PostgresPool) -> None:
-        try:
-            results.append(migrate(pool))
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(p,)) for p in pools]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_together(lambda pool: results.append(migrate(pool)), pools)
     for p in pools:
         p.close()
     assert errors == []
@@ -148,24 +138,15 @@ def test_a_nul_character_is_rejected_whole(store: PostgresStore) -> None:
 
 def test_a_hundred_concurrent_writers_through_the_pool(store: PostgresStore) -> None:
     writers, per_writer = 100, 20
-    errors: list[BaseException] = []
     start = threading.Barrier(writers)
 
     def write(w: int) -> None:
-        try:
-            start.wait()
-            for i in range(0, per_writer, 5):
-                put(store, [make((float(w), float(j))) for j in range(i, i + 5)])
-                store.get_many(NS, [memory_id(NS, (float(w), float(i)))])
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
+        start.wait()
+        for i in range(0, per_writer, 5):
+            put(store, [make((float(w), float(j))) for j in range(i, i + 5)])
+            store.get_many(NS, [memory_id(NS, (float(w), float(i)))])
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_together(write, range(writers)) == []
     assert store.counts(NS)["total"] == writers * per_writer
     assert sum(1 for _ in store.iter_history(NS)) == writers * per_writer
     assert store.pool.stats().get("pool_max", 10) <= 10

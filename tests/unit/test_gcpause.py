@@ -11,6 +11,8 @@ from somafractalmemory import gcpause
 from somafractalmemory.errors import InvalidInput
 from somafractalmemory.factory import create_memory_system
 
+from ..threads import run_together
+
 
 @pytest.fixture(autouse=True)
 def _collector_on() -> None:
@@ -47,11 +49,7 @@ def test_overlapping_pauses_in_threads_end_with_the_collector_on() -> None:
             assert not gc.isenabled()
             inside.wait(5)
 
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    assert run_together(lambda _: work(), range(2)) == []  # the asserts inside count too
     assert gc.isenabled()
 
 

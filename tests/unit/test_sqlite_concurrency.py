@@ -28,6 +28,8 @@ from somafractalmemory.adapters.sqlite.store import _GET_MANY
 from somafractalmemory.errors import BackendUnavailable
 from somafractalmemory.models import HistoryEntry, Memory, MemoryType, memory_id
 
+from ..threads import run_together
+
 NS = "shared"
 
 
@@ -70,7 +72,6 @@ class SleepLog:
 def test_writers_on_their_own_connections_all_land(tmp_path: Path) -> None:
     path = tmp_path / "sfm.db"
     SQLiteStore(path).close()  # the schema exists before the writers race
-    failures: list[BaseException] = []
     per_writer = 100
 
     def writer(n: int) -> None:
@@ -79,17 +80,10 @@ def test_writers_on_their_own_connections_all_land(tmp_path: Path) -> None:
             for i in range(per_writer):
                 m = mem((float(n), float(i)))
                 store.put_many([m], [created(m)])
-        except BaseException as exc:  # pragma: no cover - reported below
-            failures.append(exc)
         finally:
             store.close()
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    assert run_together(writer, range(4)) == []
     store = SQLiteStore(path)
     assert store.counts(NS)["total"] == 4 * per_writer
     assert sum(1 for _ in store.iter_history(NS)) == 4 * per_writer

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,8 @@ import pytest
 from somafractalmemory.adapters.sqlite import SQLiteKeywordIndex, SQLiteStore
 from somafractalmemory.errors import BackendUnavailable, ConfigurationError, InvalidInput
 from somafractalmemory.models import HistoryEntry, Link, Memory, MemoryType, memory_id
+
+from ..threads import run_together
 
 NS = "durable"
 
@@ -132,23 +133,14 @@ def test_keyword_index_shares_the_store_connection(tmp_path: Path) -> None:
 
 def test_concurrent_writers_and_readers(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "sfm.db")
-    failures: list[BaseException] = []
 
     def writer(offset: int) -> None:
-        try:
-            for i in range(50):
-                m = mem((float(offset), float(i)))
-                store.put_many([m], [created(m)])
-                store.find_range(NS, (0.0, 0.0), (10.0, 100.0))
-        except BaseException as exc:  # pragma: no cover - reported below
-            failures.append(exc)
+        for i in range(50):
+            m = mem((float(offset), float(i)))
+            store.put_many([m], [created(m)])
+            store.find_range(NS, (0.0, 0.0), (10.0, 100.0))
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    assert run_together(writer, range(4)) == []
     assert store.counts(NS)["total"] == 200
     store.close()
 
