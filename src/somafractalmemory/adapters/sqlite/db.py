@@ -126,9 +126,7 @@ class Database:
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """The rows of one read statement: :meth:`read` without the context manager."""
         with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise BackendUnavailable(SERVICE, f"{self.path} is closed", setting=SETTING)
+            conn = self._require()
             try:
                 return conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
