@@ -8,9 +8,11 @@ idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(d) / avgdl))`` with
 Layout, per namespace: every indexed document gets a fresh integer *slot*;
 each term has a postings list of ``(slot, tf)`` held in numpy arrays. A batch
 of documents is added with a few numpy calls (terms numbered, ``(doc,
-term)`` pairs counted with one ``np.unique``); its postings wait in one
-pending array triple and the next query (or removal) moves every pending
-posting to its term with one sort (amortised O(1) per posting). Each term also caches the tf part of its BM25
+term)`` pairs counted with one ``np.unique``; a single document with a
+``Counter``); its postings wait in one pending array triple and the next
+query (or a removal that leaves a term without documents) moves every
+pending posting to its term with one sort; a term's arrays grow by doubling
+(amortised O(1) per posting). Each term also caches the tf part of its BM25
 weights for the current ``avgdl``, so a repeated term costs one gather and
 one add. Replacing or removing a document only marks its slot dead and fixes
 the document frequencies; dead slots are zeroed at query time and dropped
