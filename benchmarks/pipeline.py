@@ -50,6 +50,7 @@ import httpx
 import psycopg
 
 from somafractalmemory.adapters.kafka import KafkaEventProducer
+from somafractalmemory.cli.listen import listening
 from somafractalmemory.eventing.config import KafkaSettings
 from somafractalmemory.eventing.relay import OutboxRelay
 from somafractalmemory.factory import create_memory_system
@@ -270,6 +271,9 @@ def start_api(
 
     try:
         wait(healthy, 60, every=0.1)
+        # every worker listens on a socket of its own (cli/listen.py); a client
+        # connecting before all of them listen would load only the first ones
+        wait(lambda: listening(port) >= args.api_workers, 60, every=0.1)
     except BaseException:
         stop(process)
         raise

@@ -9,6 +9,7 @@ canonical store's change feed (``services.follower``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from somafractalmemory.cli.listen import balanced, listening
 from somafractalmemory.factory import create_memory_system
 
 INTERVAL = 0.2  # SOMA_SYNC_INTERVAL_MS default
@@ -119,8 +121,8 @@ class Server:
             str(workers),
         ]
         with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                command, env=environment(data), stdout=out, stderr=subprocess.STDOUT
+            self.process = subprocess.Popen(  # a session of its own: kill() takes the workers too
+                command, env=environment(data), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -138,9 +140,10 @@ class Server:
         return self.process.wait(timeout=60)
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        """SIGKILL the supervisor and its workers (killed alone, it would leave them running)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
 
 @pytest.fixture
@@ -164,6 +167,13 @@ def recall_pids(log: Path) -> set[int]:
         for r in records
         if r.get("logger") == "somafractalmemory.api.access" and r.get("route") == "/recall"
     }
+
+
+def until(condition: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
 
 
 def test_every_worker_recalls_every_write(tmp_path: Path, client: httpx.Client) -> None:
@@ -205,6 +215,33 @@ def test_every_worker_recalls_every_write(tmp_path: Path, client: httpx.Client) 
             json.loads(line)["message"] for line in log.read_text().splitlines() if "indexes opened" in line
         ]
         assert opened[-1].endswith(" 0 reconciled"), opened  # the restart used the snapshots
+        assert server.stop() == 0
+    finally:
+        server.kill()
+
+
+@pytest.mark.skipif(not balanced(), reason="one socket per worker is Linux only")
+def test_each_worker_listens_on_a_socket_of_its_own_and_so_does_a_replacement(
+    tmp_path: Path, client: httpx.Client
+) -> None:
+    log = tmp_path / "server.log"
+    server = Server(tmp_path / "data", log)
+    try:
+        until(lambda: listening(server.port) == 2, "two workers listening")
+        for _ in range(200):  # new connections, spread by the kernel over both sockets
+            recall_top(client, server, "anything")
+            if len(recall_pids(log)) == 2:
+                break
+        first = recall_pids(log)
+        assert len(first) == 2, "both workers must have answered"
+        os.kill(min(first), signal.SIGKILL)
+
+        def replaced() -> bool:  # uvicorn's supervisor starts a replacement with a socket of its own
+            recall_top(client, server, "anything")
+            return bool(recall_pids(log) - first)
+
+        until(replaced, "the replacement must answer too", timeout=90)
+        assert listening(server.port) == 2
         assert server.stop() == 0
     finally:
         server.kill()

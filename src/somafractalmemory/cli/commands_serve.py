@@ -14,12 +14,14 @@ from __future__ import annotations
 import os
 import signal
 from types import FrameType
+from typing import Any
 
 import click
 
 from ..errors import InvalidInput
 from ..settings import Settings
 from .context import State, pass_state
+from .listen import balanced, run_workers
 
 __all__ = ["COMMANDS", "serve"]
 
@@ -98,29 +100,26 @@ def serve(
         click.echo(
             f"warning: test mode keeps everything in each process; {workers} workers share nothing", err=True
         )
-    if workers > 1:
-        # the workers share one listening socket; by default the first awake
-        # takes a whole burst of new connections (22 of 32 seen), and with
-        # them the longest queue. One accept at a time (libuv, under uvloop)
-        # lets every worker take its share.
-        os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
-    _exit_zero_when_stopped()
-    uvicorn.run(
-        APP_FACTORY,
-        factory=True,
-        host=host or settings.host,
-        port=settings.port if port is None else port,
-        workers=workers,
-        timeout_graceful_shutdown=(
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host or settings.host,
+        "port": settings.port if port is None else port,
+        "workers": workers,
+        "timeout_graceful_shutdown": (
             settings.uvicorn_timeout_graceful if timeout_graceful is None else timeout_graceful
         ),
-        log_config=uvicorn_log_config(log_level),
-        log_level=log_level,
-        access_log=False,  # the app logs one JSON line per request itself
-        proxy_headers=proxy_headers,
-        server_header=False,
-        lifespan="on",
-    )
+        "log_config": uvicorn_log_config(log_level),
+        "log_level": log_level,
+        "access_log": False,  # the app logs one JSON line per request itself
+        "proxy_headers": proxy_headers,
+        "server_header": False,
+        "lifespan": "on",
+    }
+    _exit_zero_when_stopped()
+    if workers > 1 and balanced():  # one listening socket per worker, see cli.listen
+        run_workers(uvicorn.Config(APP_FACTORY, **options), options["host"], options["port"])
+        return
+    uvicorn.run(APP_FACTORY, **options)
 
 
 COMMANDS: list[click.Command] = [serve]

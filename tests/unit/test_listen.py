@@ -1,0 +1,58 @@
+"""``cli.listen``: one SO_REUSEPORT socket per ``soma serve`` worker."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+from multiprocessing.reduction import ForkingPickler
+
+import pytest
+
+from somafractalmemory.cli.listen import WorkerListener, balanced, listening, run_workers
+from somafractalmemory.errors import ConfigurationError
+
+pytestmark = pytest.mark.skipif(not balanced(), reason="SO_REUSEPORT balancing is Linux only")
+
+
+def test_a_listener_sent_to_a_worker_becomes_a_socket_of_its_own_on_the_same_address() -> None:
+    placeholder = WorkerListener.bind_address("127.0.0.1", 0)
+    port = placeholder.getsockname()[1]
+    members = [pickle.loads(ForkingPickler.dumps(placeholder)) for _ in range(2)]
+    try:
+        assert all(type(m) is socket.socket for m in members)
+        assert {m.fileno() for m in members}.isdisjoint({placeholder.fileno()})
+        assert [m.getsockname() for m in members] == [("127.0.0.1", port)] * 2
+        assert all(m.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for m in members)
+        assert listening(port) == 0  # the supervisor's socket only holds the address
+        for m in members:
+            m.listen()
+        assert listening(port) == 2
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(64)]
+        accepted = []
+        for m in members:
+            m.settimeout(0)
+            while True:
+                try:
+                    conn, _ = m.accept()
+                except BlockingIOError:
+                    break
+                accepted.append(m)
+                conn.close()
+        for c in clients:
+            c.close()
+        # every connection reached a worker's socket, and both got some (64 by a hash: 2^-63 to fail)
+        assert len(accepted) == 64
+        assert {id(m) for m in accepted} == {id(m) for m in members}
+    finally:
+        for m in members:
+            m.close()
+        placeholder.close()
+
+
+def test_a_taken_address_fails_before_any_worker_starts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigurationError, match=f"127.0.0.1:{port}"):
+            run_workers(object(), "127.0.0.1", port)
