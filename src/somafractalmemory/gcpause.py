@@ -13,6 +13,12 @@ batch's objects hold no reference cycles) and back on afterwards.
 Pauses nest and may overlap across threads: the collector is switched off
 by the first and back on by the last, and only if it was on to begin with
 (an application that turned it off keeps it off).
+
+``freeze_startup()`` is for long-running processes (``soma serve``'s
+workers, ``soma worker``) once they have started: everything built until
+then (modules, the app, the backends) lives as long as the process, yet a
+full collection walked all of it again, 50-60 ms for an API worker, during
+which no request was answered. Frozen objects are never examined again.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["paused"]
+__all__ = ["freeze_startup", "paused"]
 
 _lock = threading.Lock()
 _state = {"depth": 0, "was_enabled": False}
@@ -46,3 +52,12 @@ def paused(enabled: bool = True) -> Iterator[None]:
             _state["depth"] -= 1
             if _state["depth"] == 0 and _state["was_enabled"]:
                 gc.enable()
+
+
+def freeze_startup() -> int:
+    """Collect once, then move every object that survived into the permanent
+    generation (``gc.freeze``), so later collections skip what a process
+    built at startup; the count of objects frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

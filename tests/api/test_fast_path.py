@@ -428,3 +428,17 @@ def test_a_development_app_runs_bounded_calls_on_the_loop(dev_app: TestClient) -
     assert state.backends.follower is not None
     assert dev_app.post("/store", json={"coord": [1], "payload": {"text": "hello"}}).status_code == 200
     assert dev_app.post("/recall", json={"query": "hello"}).json()["matches"][0]["text"] == "hello"
+
+
+def test_a_server_app_freezes_what_it_built_at_startup(tmp_path: Any) -> None:
+    import gc
+
+    gc.unfreeze()
+    try:
+        settings = make_settings(MEMORY_MODE="development", SOMA_DATA_DIR=str(tmp_path))
+        with TestClient(app_module.create_app(settings)) as client:
+            state: deps.ApiState = client.app.state.soma  # type: ignore[attr-defined]
+            assert gc.get_freeze_count() > 0
+            assert not any(o is state.backends for o in gc.get_objects())
+    finally:
+        gc.unfreeze()

@@ -65,3 +65,20 @@ def test_bulk_store_pauses_and_restores_even_when_it_fails() -> None:
     memory.store_memories_bulk([((1,), {"text": "small batch"})])
     assert seen[-1] is True  # small batches leave the collector alone
     memory.close()
+
+
+def test_freeze_startup_keeps_what_was_built_out_of_later_collections() -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the collector could free it
+
+    built = Node()
+    gc.unfreeze()
+    try:
+        frozen = gcpause.freeze_startup()
+        assert frozen == gc.get_freeze_count() > 0
+        assert not any(o is built for o in gc.get_objects())  # no generation holds it now
+        later = Node()
+        assert any(o is later for o in gc.get_objects())  # objects made afterwards are collected as usual
+    finally:
+        gc.unfreeze()

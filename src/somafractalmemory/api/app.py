@@ -37,6 +37,7 @@ from ..core import SomaFractalMemoryEnterprise
 from ..errors import SFMError
 from ..factory import create_backends
 from ..fastcore.blas import use_threads
+from ..gcpause import freeze_startup
 from ..services.backends import Backends
 from ..services.follower import IndexFollower
 from ..settings import Settings
@@ -85,6 +86,8 @@ def _start(settings: Settings, injected: Backends | None, metrics: ApiMetrics) -
         if injected is None:
             backends.close()
         raise
+    if injected is None:  # a server process: what it built lasts as long as it does
+        freeze_startup()
     return ApiState(settings, backends, keys, limiter, metrics, cores, inline=in_process(backends))
 
 

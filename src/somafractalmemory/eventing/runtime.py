@@ -20,6 +20,7 @@ from typing import Any
 from ..adapters.hybrid import CachedKeyValueStore
 from ..adapters.registry import load
 from ..errors import ConfigurationError
+from ..gcpause import freeze_startup
 from ..interfaces.messaging import IOutbox
 from ..interfaces.storage import IKeyValueStore
 from ..services.backends import Backends
@@ -145,7 +146,8 @@ def run_worker(
         if worker.metrics_port:
             port = metrics.serve(worker.metrics_port)
             log.info("worker metrics on :%d/metrics", port)
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():  # the process is the worker
+            freeze_startup()
 
             def drain(signum: int, frame: FrameType | None) -> None:
                 log.info("signal %d: draining", signum)
