@@ -149,3 +149,18 @@ def test_specialised_validators_agree_with_the_reference_on_mutated_events() -> 
             assert ok, event
             accepted += 1
     assert accepted > 300 and rejected > 300
+
+
+def test_an_emitter_compiles_the_validators_when_built_not_in_the_first_write() -> None:
+    from somafractalmemory.eventing import schema
+
+    class _Null(_Bus):
+        name = "null"
+
+    schema._validators.cache_clear()
+    EventEmitter(_Null())  # events off: nothing to compile
+    assert schema._validators.cache_info().currsize == 0
+    EventEmitter(_Bus(), validate=False)
+    assert schema._validators.cache_info().currsize == 0
+    EventEmitter(_Bus())
+    assert schema._validators.cache_info().currsize == 1

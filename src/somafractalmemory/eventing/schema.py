@@ -16,7 +16,7 @@ import fastjsonschema
 
 from ..errors import InvalidInput
 
-__all__ = ["event_schema", "validate_event"]
+__all__ = ["event_schema", "prepare", "validate_event"]
 
 
 @lru_cache(maxsize=1)
@@ -64,6 +64,12 @@ def by_type(schema: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
 def _validators() -> dict[str, Callable[[Any], Any]]:
     specialised = by_type(event_schema()) or {}
     return {kind: fastjsonschema.compile(schema) for kind, schema in specialised.items()}
+
+
+def prepare() -> None:
+    """Compile the validators now (about 20 ms) rather than in the first write."""
+    _validators()
+    _validator()
 
 
 def validate_event(event: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from ..eventing.schema import validate_event
+from ..eventing.schema import prepare, validate_event
 from ..interfaces.storage import IEventBus
 from ..models import Link, Memory, MemoryEvent, now
 
@@ -28,6 +28,8 @@ class EventEmitter:
     def __init__(self, bus: IEventBus, validate: bool = True) -> None:
         self.bus = bus
         self.validate = validate
+        if validate and self.enabled:
+            prepare()  # compiled once per process, at start, not in the first write
 
     @property
     def enabled(self) -> bool:
