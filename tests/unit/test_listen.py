@@ -56,3 +56,16 @@ def test_a_taken_address_fails_before_any_worker_starts() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigurationError, match=f"127.0.0.1:{port}"):
             run_workers(object(), "127.0.0.1", port)
+
+
+def test_a_port_another_server_listens_on_is_refused_even_with_reuseport() -> None:
+    other = WorkerListener.bind_address("127.0.0.1", 0)  # another `soma serve` on the port
+    port = other.getsockname()[1]
+    member = pickle.loads(ForkingPickler.dumps(other))
+    member.listen()
+    try:
+        with pytest.raises(ConfigurationError, match="in use"):
+            run_workers(object(), "127.0.0.1", port)
+    finally:
+        member.close()
+        other.close()

@@ -20,6 +20,7 @@ uvicorn's usual behaviour.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import sys
@@ -80,6 +81,11 @@ class WorkerListener(socket.socket):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
+            # SO_REUSEPORT would also let this bind join another server's
+            # group on the port (a second `soma serve` started by mistake):
+            # refuse, as a plain bind would have
+            if listening(sock.getsockname()[1]):
+                raise OSError(errno.EADDRINUSE, "address already in use by a listening socket")
         except BaseException:
             sock.close()
             raise
