@@ -267,6 +267,7 @@ def create_backends(
     lc = w.lifecycle_cfg
     options = Options(
         max_memory_size=lc.get("max_memory_size", s.max_memory_size),
+        change_feed_keep=int(w.config.get("change_feed_keep", s.change_feed_keep)),
         decay_enabled=bool(lc.get("decay_enabled", False)),
         decay_fields=dict(lc.get("decay_fields", {})),
         reconcile_on_start=not outbox,  # with an outbox the workers keep the indexes

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         alias="SOMA_SYNC_INTERVAL_MS",
         description="longest a recall may miss another process's writes (0 = check before every read)",
     )
+    change_feed_keep: int = Field(
+        1_000_000,
+        ge=0,
+        alias="SOMA_CHANGE_FEED_KEEP",
+        description="newest changes the canonical store's change feed keeps (0 = all)",
+    )
     ann_threshold: int = Field(
         5_000,
         alias="SOMA_ANN_THRESHOLD",

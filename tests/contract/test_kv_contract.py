@@ -507,3 +507,25 @@ def test_change_feed_id_is_stable(kv_store: IKeyValueStore) -> None:
     first = kv_store.change_feed_id()
     assert isinstance(first, str) and first
     assert kv_store.change_feed_id() == first
+
+
+def test_pruning_keeps_the_newest_changes_and_raises_the_floor(
+    kv_store: IKeyValueStore, namespace: str
+) -> None:
+    start = kv_store.change_seq()
+    written = [mem(namespace, (float(i),)) for i in range(6)]
+    for m in written:  # six writes, six transactions
+        put(kv_store, m)
+    head = settled(kv_store, start, 6)
+    assert kv_store.change_floor() <= start
+    assert kv_store.prune_changes(2) >= 4  # and whatever older changes the store held
+    floor = kv_store.change_floor()
+    assert start < floor < head
+    assert feed(kv_store, floor) == (head, [(namespace, m.id, 1, "created") for m in written[-2:]])
+    assert kv_store.prune_changes(2) == 0 and kv_store.change_floor() == floor
+    assert kv_store.change_seq() == head  # pruning never moves the cursor ...
+    assert kv_store.prune_changes(0) == 1 and kv_store.change_seq() == head  # ... the newest change stays
+    put(kv_store, mem(namespace, (9.0,)))
+    newer = settled(kv_store, head, 1)
+    assert newer > head  # ... and the cursor goes on growing from there
+    assert feed(kv_store, head)[1] == [(namespace, memory_id(namespace, (9.0,)), 1, "created")]

@@ -346,3 +346,38 @@ def test_hash_vectors_are_recomputed_not_shared_unless_asked(tmp_path: Path) -> 
     finally:
         plain.close()
         shared.close()
+
+
+def test_a_process_left_below_the_pruned_feed_rebuilds_its_indexes(opened: Processes) -> None:
+    a, b = opened(), opened()
+    a.store_memories_bulk([((i,), {"text": f"memory {i}"}) for i in range(20)])
+    assert texts(b.recall("memory 7", top_k=1)) == ["memory 7"]
+    assert b.backends.vectors.count(NS) == 20  # b is current
+    a.store_memory((5,), {"text": "rewritten while b was not looking"})
+    a.delete((7,))
+    a.store_memory((40,), {"text": "new while b was not looking"})
+    assert a.backends.kv.prune_changes(1) > 0  # b's position is gone from the feed
+    assert texts(b.recall("rewritten while not looking", top_k=1)) == ["rewritten while b was not looking"]
+    assert follower(b).stats["rebuilds"] == 1
+    assert b.backends.vectors.versions(NS) == a.backends.vectors.versions(NS)
+    found = {i for i, _ in b.backends.keywords.search(NS, "memory 7", 100)}
+    assert b.backends.keywords.count(NS) == 20  # 0-19 without 7, and 40
+    assert found == {memory_id(NS, (float(i),)) for i in range(20) if i not in (5, 7)}
+    b.store_memory((41,), {"text": "after the rebuild"})  # and it follows the feed again
+    assert texts(a.recall("after the rebuild", top_k=1)) == ["after the rebuild"]
+    assert follower(b).stats["rebuilds"] == 1
+
+
+def test_snapshots_older_than_the_feeds_floor_are_rebuilt_not_replayed(opened: Processes) -> None:
+    a = opened()
+    a.store_memories_bulk([((i,), {"text": f"memory {i}"}) for i in range(10)])
+    opened.close(a)  # snapshots at the head of the feed
+    b = opened()
+    b.store_memory((20,), {"text": "written after the snapshots"})
+    b.delete((3,))
+    b.backends.kv.prune_changes(1)  # b keeps running: its own snapshots are not saved
+    c = opened()
+    assert follower(c).stats["changes"] == 0 and follower(c).stats["rebuilds"] == 0
+    assert c.backends.vectors.versions(NS) == b.backends.vectors.versions(NS)
+    assert c.backends.keywords.count(NS) == 10
+    assert texts(c.recall("written after the snapshots", top_k=1)) == ["written after the snapshots"]

@@ -212,6 +212,12 @@ class CachedKeyValueStore:
     def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[Change]]:
         return self.canonical.changes_since(seq, limit)
 
+    def change_floor(self) -> int:
+        return self.canonical.change_floor()
+
+    def prune_changes(self, keep: int) -> int:
+        return self.canonical.prune_changes(keep)
+
     def health(self) -> None:
         """The canonical store's health: without the cache the store still works."""
         self.canonical.health()

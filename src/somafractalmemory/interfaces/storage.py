@@ -183,6 +183,18 @@ class IKeyValueStore(Protocol):
         misses nothing."""
         ...
 
+    def change_floor(self) -> int:
+        """The lowest cursor ``changes_since`` still answers completely: the
+        changes at or below it may have been pruned (``prune_changes``), so a
+        reader whose cursor is below it must rebuild from the memories
+        themselves. 0 while nothing was pruned."""
+        ...
+
+    def prune_changes(self, keep: int) -> int:
+        """Drop all but about the newest ``keep`` changes (whole transactions)
+        and raise the floor past them; the count dropped."""
+        ...
+
     def health(self) -> None: ...
 
     def close(self) -> None: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ..interfaces.storage import (
@@ -18,6 +19,7 @@ from ..interfaces.storage import (
     IRateLimiter,
     IVectorStore,
 )
+from .retention import ChangeFeedRetention
 
 if TYPE_CHECKING:
     from .follower import IndexFollower
@@ -46,6 +48,9 @@ class Options:
     decay_fields: dict[str, float] = field(default_factory=dict)
     decay_interval_seconds: float = 86400.0
     actor: str = "library"
+    #: How many of the newest changes the canonical store's change feed keeps
+    #: (``services.retention``); 0 keeps every change.
+    change_feed_keep: int = 1_000_000
 
 
 @dataclass
@@ -71,6 +76,11 @@ class Backends:
     #: The canonical store behind ``kv`` when ``kv`` is a read cache in front of it
     #: (``adapters.hybrid``); None when ``kv`` is the canonical store itself.
     canonical: IKeyValueStore | None = None
+
+    @cached_property
+    def retention(self) -> ChangeFeedRetention:
+        """Prunes the canonical store's change feed as this process writes."""
+        return ChangeFeedRetention(self.truth, self.options.change_feed_keep)
 
     @property
     def truth(self) -> IKeyValueStore:

@@ -24,6 +24,9 @@ index), a memory written by another process - another API worker, the
   name a position of this feed only replays the changes since; others are
   reconciled in full. ``checkpoint()`` (on close) catches up and records the
   position in the snapshots, so the next start replays only what is new.
+* The feed keeps only its newest changes (``services.retention``): a
+  position below its floor (``change_floor()``), at start or later, means
+  changes were pruned unseen, and the namespaces are reconciled in full.
 """
 
 from __future__ import annotations
@@ -111,7 +114,8 @@ class IndexFollower:
         self.batch = max(1, int(batch))
         self.lock = threading.RLock()
         self.cursor = 0
-        self.stats = {"catch_ups": 0, "changes": 0, "skipped": 0, "indexed": 0, "embedded": 0, "removed": 0}
+        counters = ("catch_ups", "changes", "skipped", "indexed", "embedded", "removed", "rebuilds")
+        self.stats = dict.fromkeys(counters, 0)
         self._clock = clock
         self._next_check = 0.0
         self._closed = False
@@ -126,6 +130,7 @@ class IndexFollower:
         """Bring every namespace's indexes up to date at open (see module docstring)."""
         with self.lock:
             feed, head = self.kv.change_feed_id(), self.kv.change_seq()
+            floor = self.kv.change_floor()
             self._feed = feed
             marks = [s.checkpoints() for s in self._snapshots]
             names = set(self.kv.namespaces()) | set(namespaces) | {ns for m in marks for ns in m}
@@ -133,11 +138,11 @@ class IndexFollower:
             full: list[str] = []
             for ns in sorted(names):
                 found = [m.get(ns) for m in marks]
-                if marks and all(c is not None and c[0] == feed and c[1] <= head for c in found):
+                if marks and all(c is not None and c[0] == feed and floor <= c[1] <= head for c in found):
                     replay[ns] = min(c[1] for c in found if c is not None)
                     continue
-                if any(c is not None and (c[0] != feed or c[1] > head) for c in found):
-                    for snapshot in self._snapshots:  # files of another database: start over
+                if any(c is not None and (c[0] != feed or not floor <= c[1] <= head) for c in found):
+                    for snapshot in self._snapshots:  # another database's, or too old to replay: start over
                         snapshot.discard(ns)
                 full.append(ns)
             self.cursor = min([head, *replay.values()])
@@ -190,6 +195,8 @@ class IndexFollower:
 
     # -- applying -----------------------------------------------------------
     def _catch_up(self, limit: int | None = None) -> int:
+        if self.cursor < self.kv.change_floor():  # pruned past what was applied here
+            return self._rebuild()
         applied = 0
         while limit is None or applied < limit:
             step = self.batch if limit is None else max(1, min(self.batch, limit - applied))
@@ -207,6 +214,23 @@ class IndexFollower:
         if applied and not self._pending:
             self._mark()
         return applied
+
+    def _rebuild(self) -> int:
+        """Reconcile every namespace from the memories and continue from the
+        head: the feed no longer holds every change since the cursor."""
+        head = self.kv.change_seq()
+        names = set(self.kv.namespaces()) | {ns for s in self._snapshots for ns in s.checkpoints()}
+        log.warning(
+            "the change feed was pruned past this process's position (%d); rebuilding %d namespaces",
+            self.cursor, len(names),
+        )  # fmt: skip
+        for ns in sorted(names):
+            self._reconciler.reconcile(ns, self.kv)
+        self._pending.clear()
+        self.cursor = head
+        self.stats["rebuilds"] += 1
+        self._mark()
+        return 0
 
     def _mark(self) -> None:
         """Tell the snapshots they reflect every change up to the cursor (true

@@ -178,6 +178,7 @@ class StoreService:
             if self.b.options.index_synchronously:
                 self.indexer.index(memories)
         self.events.published(events)
+        self.b.retention.wrote(len(memories))
         opts = self.b.options
         if not opts.index_synchronously and (opts.read_your_writes if wait_indexed is None else wait_indexed):
             self.indexer.wait_indexed(memories, opts.index_wait_timeout)
@@ -254,6 +255,7 @@ class StoreService:
             if self.b.options.index_synchronously:  # else the event workers unindex
                 self.indexer.unindex(self.namespace, [m.id for m in gone])
         self.events.published(events, deleted)
+        self.b.retention.wrote(len(gone))
         for memory in gone:
             self.hooks.fire("after_forget", memory=memory)
         return gone

@@ -101,6 +101,7 @@ class TransferService:
             with self.b.index_lock:  # see services.follower
                 self.b.kv.put_many(chunk, history[start : start + BATCH])
                 self.indexer.index(chunk)
+            self.b.retention.wrote(len(chunk))
             if progress:
                 progress(len(chunk))
         if links:

@@ -221,11 +221,12 @@ class InMemoryKeyValueStore:
     def __init__(self) -> None:
         self._tables: dict[str, _Table] = {}
         self._lock = threading.RLock()
-        self._changes: list[tuple[int, str, str, int, str]] = []  # Change fields
+        self._changes: list[tuple[int, str, str, int, str]] = []  # Change fields, after the floor
+        self._floor = 0  # the seq of the last change pruned
         self._feed_id = uuid.uuid4().hex
 
     def _record(self, namespace: str, memory_id: str, version: int, action: str) -> None:
-        self._changes.append((len(self._changes) + 1, namespace, memory_id, version, action))
+        self._changes.append((self._floor + len(self._changes) + 1, namespace, memory_id, version, action))
 
     def _table(self, namespace: str) -> _Table:
         table = self._tables.get(namespace)
@@ -384,13 +385,24 @@ class InMemoryKeyValueStore:
         return self._feed_id
 
     def change_seq(self) -> int:
-        return len(self._changes)
+        return self._floor + len(self._changes)
 
     def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[Change]]:
         with self._lock:
-            start = max(0, int(seq))
+            start = max(0, int(seq) - self._floor)
             found = [Change(*c) for c in self._changes[start : start + max(1, int(limit))]]
         return (found[-1].seq if found else int(seq)), found
+
+    def change_floor(self) -> int:
+        return self._floor
+
+    def prune_changes(self, keep: int) -> int:
+        with self._lock:
+            drop = max(0, len(self._changes) - max(1, int(keep)))
+            if drop:
+                self._floor = self._changes[drop - 1][0]
+                del self._changes[:drop]
+            return drop
 
     def health(self) -> None:
         return None

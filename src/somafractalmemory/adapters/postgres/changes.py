@@ -10,6 +10,10 @@ older than every transaction still running (``xid <
 pg_snapshot_xmin(pg_current_snapshot())``); all of those are finished, and
 none can appear later below them. A long-running writing transaction
 anywhere in the cluster delays what readers see (never what they get).
+
+``prune_changes`` deletes whole settled transactions below the newest
+``keep`` changes and records the newest one deleted in
+``memory_change_floor``: a reader whose cursor is below it rebuilds.
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ HEAD_QUERY = f"SELECT xid::text AS xid_text FROM memory_changes WHERE {_SETTLED}
 SINCE_QUERY = (
     f"SELECT {_COLUMNS} FROM memory_changes WHERE xid > %s::text::xid8 AND {_SETTLED} "
     "ORDER BY xid, seq LIMIT %s"
+)
+
+
+#: The (keep+1)-th newest settled change's transaction: it and everything below go.
+_CUT_QUERY = (
+    f"SELECT xid::text AS xid_text FROM memory_changes WHERE {_SETTLED} "
+    "ORDER BY xid DESC, seq DESC LIMIT 1 OFFSET %s"
 )
 
 
@@ -75,3 +86,19 @@ class ChangeFeedTable:
                 found += [_change(row) for row in rest]
         changes = [c for _, c in found]
         return (found[-1][0] if found else int(seq)), changes
+
+    def change_floor(self) -> int:
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT floor::text FROM memory_change_floor").fetchone()
+        return int(row[0]) if row else 0
+
+    def prune_changes(self, keep: int) -> int:
+        with self._pool.connection() as conn, conn.transaction():
+            row = conn.execute(_CUT_QUERY, [max(1, int(keep))]).fetchone()
+            if row is None:
+                return 0
+            cut = str(row[0])
+            dropped = conn.execute("DELETE FROM memory_changes WHERE xid <= %s::text::xid8", [cut]).rowcount
+            raise_floor = "UPDATE memory_change_floor SET floor = %s::text::xid8 WHERE floor < %s::text::xid8"
+            conn.execute(raise_floor, [cut, cut])
+        return int(dropped)

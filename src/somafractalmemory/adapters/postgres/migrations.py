@@ -38,7 +38,8 @@ Tables (in the pool's schema):
 * ``memory_changes``: the change feed, one row per memory written or
   deleted, appended by statement-level triggers on ``memories`` with the
   writing transaction's id (see ``changes.py``); ``memory_change_feed``
-  names the feed.
+  names the feed; ``memory_change_floor`` holds the newest transaction id
+  pruned from it.
 * ``outbox``: events committed in the same transaction as their writes
   (``event`` JSONB, ``key`` = memory id), published by the relay, which sets
   ``sent_at`` (partial indexes on the unsent and on ``sent_at``).
@@ -206,6 +207,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX memories_coord_gist_4d ON memories USING gist
             (namespace, ndim, coord_point, point(coalesce(coordinate[3], 0), coalesce(coordinate[4], 0)));
         DROP INDEX memories_coord_gist;
+        """,
+    ),
+    (
+        7,
+        "change feed floor",
+        """
+        CREATE TABLE memory_change_floor (floor xid8 NOT NULL);
+        INSERT INTO memory_change_floor (floor) VALUES ('0'::xid8);
         """,
     ),
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from ...interfaces.storage import Change
 from .db import Database
 
-__all__ = ["CHANGES_SCHEMA", "CHANGES_VERSION", "ChangeFeedMethods"]
+__all__ = ["CHANGES_SCHEMA", "CHANGES_VERSION", "FLOOR_SCHEMA", "FLOOR_VERSION", "ChangeFeedMethods"]
 
 CHANGES_VERSION = 1
 CHANGES_SCHEMA = """
@@ -40,6 +40,14 @@ CREATE TRIGGER IF NOT EXISTS memories_change_deleted AFTER DELETE ON memories BE
     INSERT INTO memory_changes (namespace, id, version, action)
     VALUES (old.namespace, old.id, old.version, 'deleted');
 END;
+"""
+
+#: The feed's floor (``prune_changes``), a component of its own so files
+#: written before it existed open without a schema change.
+FLOOR_VERSION = 1
+FLOOR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS memory_change_floor (floor INTEGER NOT NULL);
+INSERT INTO memory_change_floor (floor) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM memory_change_floor);
 """
 
 
@@ -70,3 +78,20 @@ class ChangeFeedMethods:
             rows = conn.execute(sql, (int(seq), max(1, int(limit)))).fetchall()
         changes = [Change(int(r[0]), r[1], r[2], int(r[3]), r[4]) for r in rows]
         return (changes[-1].seq if changes else int(seq)), changes
+
+    def change_floor(self) -> int:
+        with self._db.read() as conn:
+            return int(conn.execute("SELECT floor FROM memory_change_floor").fetchone()[0])
+
+    def prune_changes(self, keep: int) -> int:
+        # at least the newest change stays: seq is the rowid, and an empty
+        # table would hand out 1 again
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT seq FROM memory_changes ORDER BY seq DESC LIMIT 1 OFFSET ?", (max(1, int(keep)),)
+            ).fetchone()
+            if row is None:
+                return 0
+            dropped = conn.execute("DELETE FROM memory_changes WHERE seq <= ?", (row[0],)).rowcount
+            conn.execute("UPDATE memory_change_floor SET floor = max(floor, ?)", (row[0],))
+        return int(dropped)

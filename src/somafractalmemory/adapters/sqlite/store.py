@@ -29,7 +29,7 @@ from pydantic_core import from_json, to_json
 from ...errors import InvalidInput
 from ...interfaces.storage import Filters
 from ...models import MAX_DIMS, Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType, matches_filters
-from .changes import CHANGES_SCHEMA, CHANGES_VERSION, ChangeFeedMethods
+from .changes import CHANGES_SCHEMA, CHANGES_VERSION, FLOOR_SCHEMA, FLOOR_VERSION, ChangeFeedMethods
 from .db import Database, loads
 from .filters import pushdown
 from .links import LINKS_SCHEMA, LinkMethods, chunks
@@ -211,6 +211,7 @@ class SQLiteStore(LinkMethods, ChangeFeedMethods):
         try:
             self._db.migrate("memories", SCHEMA_VERSION, SCHEMA)
             self._db.migrate("changes", CHANGES_VERSION, CHANGES_SCHEMA)  # the change feed (changes.py)
+            self._db.migrate("change_floor", FLOOR_VERSION, FLOOR_SCHEMA)
         except BaseException:
             self._db.close()
             raise
