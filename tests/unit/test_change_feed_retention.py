@@ -30,6 +30,7 @@ def test_prunes_once_a_round_of_writes_is_full() -> None:
     assert kv.change_floor() == 0  # the round is not full yet
     _write(kv, 9, 1)
     retention.wrote(1)
+    retention.join()
     assert kv.change_floor() == 5 and retention.pruned == 5
     assert [c.seq for c in kv.changes_since(kv.change_floor())[1]] == [6, 7, 8, 9, 10]
 
@@ -50,6 +51,7 @@ def test_a_failed_prune_is_logged_and_the_write_goes_on(caplog: pytest.LogCaptur
     retention = ChangeFeedRetention(Down(), keep=5, every=1)
     with caplog.at_level("WARNING", logger="somafractalmemory.services.retention"):
         retention.wrote(3)
+        retention.join()
     assert "pruning the change feed failed" in caplog.text
 
 
@@ -60,6 +62,7 @@ def test_a_memory_system_prunes_its_feed_as_it_writes(tmp_path: Path) -> None:
         system.store_memories_bulk([((i,), {"text": f"m {i}"}) for i in range(999)])
         assert system.backends.kv.change_floor() == 0
         system.store_memory((5000,), {"text": "the thousandth write"})
+        system.backends.retention.join()  # the prune runs beside the write
         kv = system.backends.kv
         assert kv.change_floor() == kv.change_seq() - 100
         assert len(kv.changes_since(kv.change_floor(), 10_000)[1]) == 100

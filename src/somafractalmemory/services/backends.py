@@ -95,6 +95,8 @@ class Backends:
     def close(self) -> None:
         """Catch up and checkpoint, flush derived indexes and close every adapter once."""
         try:
+            if "retention" in self.__dict__:  # built: a prune may be under way
+                self.retention.join()
             if self.follower is not None:
                 self.follower.close()
             self.vectors.flush()

@@ -6,8 +6,9 @@ Nothing else needs old changes: a process that was stopped, or fell behind,
 by more than what the feed keeps rebuilds its indexes from the memories
 themselves (it sees the feed's floor above its position). So every
 ``every`` writes, the process that wrote them prunes the feed to its newest
-``keep`` changes: one statement, off the write's critical data (a failure is
-logged and the next round tries again; the write has committed either way).
+``keep`` changes: one statement, in a thread of its own so that the write
+which fills the round does not wait for it (a failure is logged and the
+next round tries again; the write has committed either way).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ChangeFeedRetention:
         self.pruned = 0
         self._since = 0
         self._lock = threading.Lock()
+        self._running: threading.Thread | None = None
 
     def wrote(self, count: int) -> None:
         """Count ``count`` changes written by this process; prune when the round is full."""
@@ -39,9 +41,19 @@ class ChangeFeedRetention:
             return
         with self._lock:
             self._since += count
-            if self._since < self.every:
+            if self._since < self.every or (self._running is not None and self._running.is_alive()):
                 return
             self._since = 0
+            self._running = threading.Thread(target=self._prune, name="soma-feed-retention", daemon=True)
+            self._running.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for a prune under way (before the store closes)."""
+        running = self._running
+        if running is not None:
+            running.join(timeout)
+
+    def _prune(self) -> None:
         try:
             self.pruned += self.kv.prune_changes(self.keep)
         except SFMError as exc:
