@@ -381,3 +381,24 @@ def test_snapshots_older_than_the_feeds_floor_are_rebuilt_not_replayed(opened: P
     assert c.backends.vectors.versions(NS) == b.backends.vectors.versions(NS)
     assert c.backends.keywords.count(NS) == 10
     assert texts(c.recall("written after the snapshots", top_k=1)) == ["written after the snapshots"]
+
+
+def test_a_prune_between_the_floor_check_and_the_read_still_rebuilds(
+    opened: Processes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = opened(), opened()
+    a.store_memory((1,), {"text": "seen by b"})
+    assert texts(b.recall("seen by b", top_k=1)) == ["seen by b"]
+    a.store_memory((2,), {"text": "pruned before b reads it"})
+    a.store_memory((3,), {"text": "kept in the feed"})
+    feed = follower(b).kv
+    real = feed.changes_since
+
+    def pruned_first(seq: int, limit: int = 1000) -> Any:  # another process prunes right then
+        monkeypatch.setattr(feed, "changes_since", real)
+        a.backends.kv.prune_changes(1)
+        return real(seq, limit)
+
+    monkeypatch.setattr(feed, "changes_since", pruned_first)
+    assert texts(b.recall("pruned before b reads it", top_k=1)) == ["pruned before b reads it"]
+    assert follower(b).stats["rebuilds"] == 1

@@ -195,7 +195,8 @@ class IndexFollower:
 
     # -- applying -----------------------------------------------------------
     def _catch_up(self, limit: int | None = None) -> int:
-        if self.cursor < self.kv.change_floor():  # pruned past what was applied here
+        start = self.cursor
+        if start < self.kv.change_floor():  # pruned past what was applied here
             return self._rebuild()
         applied = 0
         while limit is None or applied < limit:
@@ -206,6 +207,8 @@ class IndexFollower:
             self._apply(changes)
             self.cursor = cursor
             applied += len(changes)
+        if applied and start < self.kv.change_floor():  # pruned while reading: a gap is possible
+            return self._rebuild()
         if applied:
             self.stats["catch_ups"] += 1
             self.stats["changes"] += applied
