@@ -331,3 +331,31 @@ def test_keyword_scores_match_the_in_process_bm25(pg_schema: tuple[str, str]) ->
                 assert score == pytest.approx(want_scores[doc_id], rel=1e-5)
     finally:
         pool.close()
+
+
+def test_reads_by_id_never_run_on_a_namespace_scanning_generic_plan(pg_schema: tuple[str, str]) -> None:
+    """psycopg prepares a statement on its fifth use; PostgreSQL's generic plan for
+    ``id = ANY(list)`` read the whole namespace through the range index. Lists go
+    unprepared; a single id is looked up in the primary key whatever the plan."""
+    dsn, schema = pg_schema
+    s = PostgresStore(dsn, schema=schema, max_size=1)  # one connection: its prepared statements
+    try:
+        s.migrate()
+        pairs = [make((float(i), 1.0)) for i in range(300)]
+        put(s, pairs)
+        ids = [m.id for m, _ in pairs]
+        for k in range(10):
+            assert set(s.get_many(NS, ids[k : k + 3])) == set(ids[k : k + 3])
+            assert list(s.get_many(NS, [ids[k]])) == [ids[k]]
+        with s._pool.connection() as conn:
+            prepared = conn.execute("SELECT name, statement FROM pg_prepared_statements").fetchall()
+            assert not [text for _, text in prepared if "ANY(" in text]
+            single = "FROM memories WHERE namespace = $1 AND id = $2"
+            one = [name for name, text in prepared if single in text]
+            assert one, prepared  # the single-id read is prepared ...
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+            plan = conn.execute(f"EXPLAIN EXECUTE {one[0]}('{NS}', '{ids[5]}')").fetchall()
+            conn.execute("RESET plan_cache_mode")
+        assert "memories_pkey" in plan[0][0], plan  # ... and its generic plan uses the primary key
+    finally:
+        s.close()
