@@ -24,7 +24,7 @@ import errno
 import logging
 import socket
 import sys
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["WorkerListener", "balanced", "listening", "open_member", "run_workers"]
 
@@ -52,17 +52,14 @@ def listening(port: int) -> int:
     return count
 
 
-def _group_socket(family: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    return sock
-
-
-def open_member(family: int, address: tuple[Any, ...]) -> socket.socket:
+def open_member(
+    family: int, address: tuple[Any, ...], kind: type[socket.socket] = socket.socket
+) -> socket.socket:
     """A new, bound (not yet listening) socket of the ``SO_REUSEPORT`` group at ``address``."""
-    sock = _group_socket(family)
+    sock = kind(family, socket.SOCK_STREAM)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except BaseException:
         sock.close()
@@ -76,19 +73,13 @@ class WorkerListener(socket.socket):
     @classmethod
     def bind_address(cls, host: str, port: int) -> WorkerListener:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = cls(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
-            # SO_REUSEPORT would also let this bind join another server's
-            # group on the port (a second `soma serve` started by mistake):
-            # refuse, as a plain bind would have
-            if listening(sock.getsockname()[1]):
-                raise OSError(errno.EADDRINUSE, "address already in use by a listening socket")
-        except BaseException:
+        sock = cast(WorkerListener, open_member(family, (host, port), cls))
+        # SO_REUSEPORT would also let this bind join another server's group
+        # on the port (a second `soma serve` started by mistake): refuse, as
+        # a plain bind would have
+        if listening(sock.getsockname()[1]):
             sock.close()
-            raise
+            raise OSError(errno.EADDRINUSE, "address already in use by a listening socket")
         return sock
 
     def __reduce__(self) -> tuple[Any, tuple[int, tuple[Any, ...]]]:
