@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..interfaces.storage import (
@@ -133,7 +133,7 @@ class IndexFollower:
             floor = self.kv.change_floor()
             self._feed = feed
             marks = [s.checkpoints() for s in self._snapshots]
-            names = set(self.kv.namespaces()) | set(namespaces) | {ns for m in marks for ns in m}
+            names = self._namespaces(marks) | set(namespaces)
             replay: dict[str, int] = {}
             full: list[str] = []
             for ns in sorted(names):
@@ -196,8 +196,6 @@ class IndexFollower:
     # -- applying -----------------------------------------------------------
     def _catch_up(self, limit: int | None = None) -> int:
         start = self.cursor
-        if start < self.kv.change_floor():  # pruned past what was applied here
-            return self._rebuild()
         applied = 0
         while limit is None or applied < limit:
             step = self.batch if limit is None else max(1, min(self.batch, limit - applied))
@@ -207,7 +205,9 @@ class IndexFollower:
             self._apply(changes)
             self.cursor = cursor
             applied += len(changes)
-        if applied and start < self.kv.change_floor():  # pruned while reading: a gap is possible
+        # Pruned past where this catch-up started (before it, or while it read):
+        # what it read may have a gap, so the memories themselves are read again.
+        if start < self.kv.change_floor():
             return self._rebuild()
         if applied:
             self.stats["catch_ups"] += 1
@@ -222,7 +222,7 @@ class IndexFollower:
         """Reconcile every namespace from the memories and continue from the
         head: the feed no longer holds every change since the cursor."""
         head = self.kv.change_seq()
-        names = set(self.kv.namespaces()) | {ns for s in self._snapshots for ns in s.checkpoints()}
+        names = self._namespaces([s.checkpoints() for s in self._snapshots])
         log.warning(
             "the change feed was pruned past this process's position (%d); rebuilding %d namespaces",
             self.cursor, len(names),
@@ -234,6 +234,10 @@ class IndexFollower:
         self.stats["rebuilds"] += 1
         self._mark()
         return 0
+
+    def _namespaces(self, marks: Sequence[Mapping[str, Any]]) -> set[str]:
+        """The namespaces holding memories, and those the snapshots (``marks``) know."""
+        return set(self.kv.namespaces()) | {ns for m in marks for ns in m}
 
     def _mark(self) -> None:
         """Tell the snapshots they reflect every change up to the cursor (true
