@@ -28,6 +28,8 @@ import pytest
 from somafractalmemory.cli.listen import balanced, listening
 from somafractalmemory.factory import create_memory_system
 
+from .events_support import wait_for
+
 INTERVAL = 0.2  # SOMA_SYNC_INTERVAL_MS default
 SETTLE = INTERVAL + 0.05
 
@@ -169,13 +171,6 @@ def recall_pids(log: Path) -> set[int]:
     }
 
 
-def until(condition: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-
-
 def test_every_worker_recalls_every_write(tmp_path: Path, client: httpx.Client) -> None:
     data, log = tmp_path / "data", tmp_path / "server.log"
     texts = [
@@ -227,7 +222,7 @@ def test_each_worker_listens_on_a_socket_of_its_own_and_so_does_a_replacement(
     log = tmp_path / "server.log"
     server = Server(tmp_path / "data", log)
     try:
-        until(lambda: listening(server.port) == 2, "two workers listening")
+        wait_for(lambda: listening(server.port) == 2, 60, "two workers listening")
         for _ in range(200):  # new connections, spread by the kernel over both sockets
             recall_top(client, server, "anything")
             if len(recall_pids(log)) == 2:
@@ -243,7 +238,7 @@ def test_each_worker_listens_on_a_socket_of_its_own_and_so_does_a_replacement(
                 return False
             return bool(recall_pids(log) - first)
 
-        until(replaced, "the replacement must answer too", timeout=90)
+        wait_for(replaced, 90, "the replacement to answer")
         assert listening(server.port) == 2
         assert server.stop() == 0
     finally:
