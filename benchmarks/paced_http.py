@@ -7,8 +7,11 @@ Sends ``POST /store`` (one new memory each, coordinate ``[j, 4]``) at
 ``--rate`` requests per second for ``--seconds``, request ``j`` on keep-alive
 connection ``j % connections`` when its time comes (or as soon as that
 connection's previous answer arrived, if later), and prints one JSON line:
-each request's latency in ms (from sending it to the end of its answer) and
-the count of answers by status. asyncio streams and no client library: in a
+each request's latency in ms (from sending it to the end of its answer), how
+late each was sent (ms after its time: a connection still waiting for the
+previous answer sends late, so a slow server is sent less than ``--rate``),
+the seconds from the first request's time to the last answer, and the count
+of answers by status. asyncio streams and no client library: in a
 process of its own, so that the load generator's CPU and GIL never delay
 the requests it times (the benchmark process also runs the outbox relay).
 """
@@ -26,7 +29,13 @@ from rawhttp import exchange
 
 
 async def _connection(
-    port: int, head: bytes, jobs: range, begin: float, rate: float, out: list[float], statuses: Counter[str]
+    port: int,
+    head: bytes,
+    jobs: range,
+    begin: float,
+    rate: float,
+    out: dict[str, list[float]],
+    statuses: Counter[str],
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -37,7 +46,8 @@ async def _connection(
             body = json.dumps({"coord": [float(j), 4.0], "payload": {"text": f"api write {j}"}}).encode()
             started = time.perf_counter()
             status = await exchange(reader, writer, head, body)
-            out.append((time.perf_counter() - started) * 1000)
+            out["latencies_ms"].append((time.perf_counter() - started) * 1000)
+            out["late_ms"].append(max(0.0, started - (begin + j / rate)) * 1000)
             statuses[status] += 1
     finally:
         writer.close()
@@ -49,14 +59,12 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
         "POST /store HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + headers
     ).encode()
     total = int(args.rate * args.seconds)
-    latencies: list[float] = []
+    out: dict[str, list[float]] = {"latencies_ms": [], "late_ms": []}
     statuses: Counter[str] = Counter()
     begin = time.perf_counter() + 0.2
     jobs = [range(k, total, args.connections) for k in range(args.connections)]
-    await asyncio.gather(
-        *(_connection(args.port, head, j, begin, args.rate, latencies, statuses) for j in jobs)
-    )
-    return {"latencies_ms": latencies, "statuses": dict(statuses)}
+    await asyncio.gather(*(_connection(args.port, head, j, begin, args.rate, out, statuses) for j in jobs))
+    return {**out, "seconds": time.perf_counter() - begin, "statuses": dict(statuses)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,10 @@ this process.
    out of reach. ``paced_http.py``, in a process of its own, sends ``POST
    /store`` at ``--rate`` per second for ``--seconds`` over ``--api-writers``
    keep-alive connections while the workers index: p50/p99 of each
-   request's latency and the count of non-2xx answers.
+   request's latency and the count of non-2xx answers, and the rate it
+   could actually send at (a connection sends its next request only once
+   the previous answer is in: a server too slow for ``--rate`` is sent
+   less, and the latencies alone would hide it).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -198,12 +202,19 @@ def main() -> None:
         api_port, key = free_port(), f"bench-{uuid.uuid4().hex}"
         api_log = cfg_file.parent / "serve.log"
         api = start_api(soma, args, schema, kafka, api_port, key, api_log)
-        api_ms, failed = measure_api(args, api_port, key)
+        run = measure_api(args, api_port, key)
+        api_ms, late = run.latencies_ms, run.late_ms
         print(
             f"API /store latency under that load (HTTP, evented_enterprise, {args.workers} workers; "
             f"soma serve --workers {args.api_workers}, {args.api_writers} connections of paced_http.py, "
             f"{args.rate:.0f} requests/s): p50 {q(api_ms, 0.5):.2f} ms, p99 {q(api_ms, 0.99):.2f} ms, "
-            f"max {max(api_ms):.2f} ms ({len(api_ms)} requests, {failed} non-2xx)"
+            f"max {max(api_ms):.2f} ms ({len(api_ms)} requests, {run.failed} non-2xx)"
+        )
+        # a connection still waiting for an answer sends its next request late:
+        # a server too slow for the rate is sent less than the rate
+        print(
+            f"  sent at {len(api_ms) / run.seconds:,.0f} requests/s on average; sent late (a connection "
+            f"still waiting): {sum(x > 1 for x in late)} requests by over 1 ms, p99 {q(late, 0.99):.1f} ms"
         )
     finally:
         if api is not None:
@@ -291,10 +302,17 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def measure_api(args: argparse.Namespace, port: int, key: str) -> tuple[list[float], int]:
+@dataclass
+class ApiRun:
+    latencies_ms: list[float]  # from sending each request to the end of its answer
+    late_ms: list[float]  # how long after its time each request was sent
+    seconds: float  # from the first request's time to the last answer
+    failed: int  # non-2xx answers
+
+
+def measure_api(args: argparse.Namespace, port: int, key: str) -> ApiRun:
     """POST /store at ``args.rate`` from ``paced_http.py`` (a process of its own, so
-    the relay's thread here cannot delay the client); each request's latency
-    (ms) and the count of non-2xx answers."""
+    the relay's thread here cannot delay the client)."""
     command = [sys.executable, str(Path(__file__).with_name("paced_http.py")), "--port", str(port)]
     command += ["--rate", str(args.rate), "--seconds", str(args.seconds)]
     command += ["--connections", str(args.api_writers)]
@@ -305,7 +323,12 @@ def measure_api(args: argparse.Namespace, port: int, key: str) -> tuple[list[flo
     failed = sum(n for status, n in statuses.items() if not status.startswith("2"))
     if failed:
         print(f"  answers by status: {statuses}")
-    return [float(x) for x in result["latencies_ms"]], failed
+    return ApiRun(
+        [float(x) for x in result["latencies_ms"]],
+        [float(x) for x in result["late_ms"]],
+        float(result["seconds"]),
+        failed,
+    )
 
 
 def measure_lag(memory: Any, args: argparse.Namespace, schema: str) -> tuple[list[float], list[float]]:
