@@ -21,6 +21,7 @@ import redis
 from somafractalmemory.adapters.hybrid import CachedKeyValueStore
 from somafractalmemory.adapters.memory.kv import InMemoryKeyValueStore
 from somafractalmemory.adapters.redis import RedisCache, RedisLockManager, RedisRateLimiter, build_client
+from somafractalmemory.adapters.redis.ratelimit import MAX_TAKE
 from somafractalmemory.errors import BackendUnavailable, ConfigurationError, InvalidInput, LockTimeout
 from somafractalmemory.models import HistoryEntry, Memory, MemoryType, memory_id
 
@@ -190,6 +191,31 @@ def test_rate_limit_on_an_event_loop_shares_the_budget_of_the_blocking_one(
     assert asyncio.run(looped.hit_async("k", 50, 30)) > 0  # a new loop gets connections of its own
     blocking.close()
     looped.close()
+
+
+def test_take_counts_as_many_requests_as_the_budget_has_room_for(redis_prefix: tuple[str, str]) -> None:
+    url, prefix = redis_prefix
+    looped, blocking = RedisRateLimiter(url, prefix=prefix), RedisRateLimiter(url, prefix=prefix)
+
+    async def main() -> list[tuple[int, float]]:
+        taken = [await looped.take_async("k", 4, 10, 30), await looped.take_async("k", 10, 10, 30)]
+        taken.append(await looped.take_async("k", 1, 10, 30))
+        taken.append(await looped.take_async("k", 1, 0, 30))  # a limit below 1 allows nothing
+        for bad in (0, MAX_TAKE + 1):
+            with pytest.raises(InvalidInput, match="n"):
+                await looped.take_async("k", bad, 10, 30)
+        await looped.aclose()
+        return taken
+
+    taken = asyncio.run(main())
+    assert taken[:2] == [(4, 0.0), (6, 0.0)]  # the second gets what was left
+    assert taken[2][0] == 0 and 0 < taken[2][1] <= 30 and taken[3] == (0, 30.0)
+    assert 0 < blocking.hit("k", 10, 30) <= 30  # all ten counted, for everyone
+    raw = redis.Redis.from_url(url)
+    assert raw.zcard(prefix + "rl:k") == 10
+    raw.close()
+    looped.close()
+    blocking.close()
 
 
 def test_rate_limit_on_an_event_loop_raises_when_redis_is_unreachable() -> None:

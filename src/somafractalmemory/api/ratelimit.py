@@ -14,13 +14,16 @@ API down.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 from ..errors import BackendUnavailable, ConfigurationError, RateLimited
 from ..interfaces.storage import IRateLimiter
 from .metrics import ApiMetrics
 
-__all__ = ["IAsyncRateLimiter", "RateLimit"]
+__all__ = ["IAsyncRateLimiter", "IGrantingRateLimiter", "Leases", "RateLimit"]
 
 log = logging.getLogger("somafractalmemory.api")
 
@@ -31,6 +34,96 @@ class IAsyncRateLimiter(IRateLimiter, Protocol):
     asynchronous: bool
 
     async def hit_async(self, key: str, limit: int, window_seconds: float) -> float: ...
+
+
+class IGrantingRateLimiter(IAsyncRateLimiter, Protocol):
+    """A limiter that can count several requests of a key in one call."""
+
+    async def take_async(self, key: str, n: int, limit: int, window_seconds: float) -> tuple[int, float]:
+        """Count up to ``n``: ``(counted, 0.0)``, or ``(0, seconds to wait)``."""
+        ...
+
+
+#: The most requests one grant counts.
+MAX_GRANT = 256
+#: Keys with grants kept at most (the expired ones are dropped first).
+MAX_LEASED_KEYS = 10_000
+
+
+@dataclass
+class _Lease:
+    left: int  # counted and not used yet
+    size: int  # asked for
+    used: int  # used so far
+    until: float  # after this (monotonic), what is left is not used
+
+
+class Leases:
+    """Per key, requests counted by the shared limiter ahead of use, spent in this process."""
+
+    def __init__(
+        self,
+        limiter: IGrantingRateLimiter,
+        limit: int,
+        window_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limiter = limiter
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self.cap = min(MAX_GRANT, limit // 100)
+        self.seconds = min(1.0, window_seconds / 100)
+        self._clock = clock
+        self._leases: dict[str, _Lease] = {}
+        self._refused: dict[str, float] = {}  # key -> when the limiter said a slot frees
+
+    async def hit(self, key: str) -> float:
+        """0.0 if a request of ``key`` may go ahead (counted), else seconds to wait."""
+        now = self._clock()
+        lease = self._leases.get(key)
+        if lease is not None and lease.left > 0 and now < lease.until:
+            lease.left -= 1
+            lease.used += 1
+            return 0.0
+        free_at = self._refused.get(key)
+        if free_at is not None:
+            if now < free_at:
+                return free_at - now
+            del self._refused[key]
+        size = self._next_size(lease, now)
+        granted, wait = await self.limiter.take_async(key, size, self.limit, self.window_seconds)
+        now = self._clock()
+        if not granted:
+            if len(self._refused) >= MAX_LEASED_KEYS:
+                self._forget(now)
+            self._refused[key] = now + wait
+            return wait
+        current = self._leases.get(key)
+        if current is not lease and current is not None and now < current.until:
+            current.left += granted - 1  # another request of this key was granted meanwhile
+            current.used += 1
+            return 0.0
+        if len(self._leases) >= MAX_LEASED_KEYS:
+            self._forget(now)
+        self._leases[key] = _Lease(granted - 1, size, 1, now + self.seconds)
+        return 0.0
+
+    def _next_size(self, lease: _Lease | None, now: float) -> int:
+        if lease is None:
+            return 1
+        if now < lease.until:  # used up early: more demand than the grant
+            return min(self.cap, 2 * lease.size)
+        return max(1, min(self.cap, lease.used))  # as many as its period used
+
+    def _forget(self, now: float) -> None:
+        for key in [k for k, lease in self._leases.items() if now >= lease.until]:
+            del self._leases[key]
+        for key in [k for k, free_at in self._refused.items() if now >= free_at]:
+            del self._refused[key]
+        if len(self._leases) >= MAX_LEASED_KEYS:  # all current: give them up (stricter, never looser)
+            self._leases.clear()
+        if len(self._refused) >= MAX_LEASED_KEYS:  # the limiter is asked again (exact, just slower)
+            self._refused.clear()
 
 
 class RateLimit:
@@ -45,6 +138,10 @@ class RateLimit:
         self.max_requests = max_requests
         self.window_seconds = window_seconds
         self.metrics = metrics
+        #: grants for busy keys, when the limiter can count several at once and the budget is large
+        self.leases: Leases | None = None
+        if hasattr(limiter, "take_async") and self.asynchronous and max_requests // 100 >= 2:
+            self.leases = Leases(cast(IGrantingRateLimiter, limiter), max_requests, window_seconds)
 
     @property
     def enabled(self) -> bool:
@@ -76,7 +173,10 @@ class RateLimit:
             return
         limiter = cast(IAsyncRateLimiter, self.limiter)
         try:
-            wait = await limiter.hit_async(identity, self.max_requests, self.window_seconds)
+            if self.leases is not None:
+                wait = await self.leases.hit(identity)
+            else:
+                wait = await limiter.hit_async(identity, self.max_requests, self.window_seconds)
         except BackendUnavailable as exc:
             self._not_checked(exc)
             return
