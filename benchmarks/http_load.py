@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from proccpu import cpu_seconds, process_tree
 from rawhttp import exchange
 
 TARGETS = {"/recall": (1000.0, 50.0), "/store": (1000.0, None)}
@@ -145,38 +146,6 @@ def start_server(
     ]
     with open(log_file, "wb") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and its descendants (Linux ``/proc``; just ``root`` elsewhere)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float | None:
-    """User + system CPU seconds of ``pids`` so far (None without ``/proc``)."""
-    if not Path("/proc/self/stat").exists():
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
 
 
 def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:

@@ -30,7 +30,9 @@ this process.
    request's latency and the count of non-2xx answers, and the rate it
    could actually send at (a connection sends its next request only once
    the previous answer is in: a server too slow for ``--rate`` is sent
-   less, and the latencies alone would hide it).
+   less, and the latencies alone would hide it), and the CPU each group of
+   processes used meanwhile (API, workers, PostgreSQL, Redis, broker, the
+   relay here, the client) against what the machine's cores can give.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from proccpu import PhaseCpu, pids_named, process_tree
 
 from somafractalmemory.adapters.kafka import KafkaEventProducer
 from somafractalmemory.cli.listen import listening
@@ -202,7 +205,19 @@ def main() -> None:
         api_port, key = free_port(), f"bench-{uuid.uuid4().hex}"
         api_log = cfg_file.parent / "serve.log"
         api = start_api(soma, args, schema, kafka, api_port, key, api_log)
-        run = measure_api(args, api_port, key)
+        api_pid = api.pid
+        groups = {
+            "API": lambda: process_tree(api_pid),
+            "soma worker": lambda: [w.pid for w in workers],
+            "PostgreSQL": lambda: pids_named("postgres"),
+            "Redis": lambda: pids_named("redis-server"),
+            "this process (relay)": lambda: [os.getpid()],
+        }
+        if broker is not None:
+            broker_pid = broker.pid
+            groups["broker"] = lambda: [broker_pid]
+        cpu = PhaseCpu(groups, children="client")
+        run = measure_api(args, api_port, key, cpu)
         api_ms, late = run.latencies_ms, run.late_ms
         print(
             f"API /store latency under that load (HTTP, evented_enterprise, {args.workers} workers; "
@@ -216,6 +231,7 @@ def main() -> None:
             f"  sent at {len(api_ms) / run.seconds:,.0f} requests/s on average; sent late (a connection "
             f"still waiting): {sum(x > 1 for x in late)} requests by over 1 ms, p99 {q(late, 0.99):.1f} ms"
         )
+        print(f"  {cpu.report()} (the machine is the limit near the total)")
     finally:
         if api is not None:
             stop(api)
@@ -310,14 +326,16 @@ class ApiRun:
     failed: int  # non-2xx answers
 
 
-def measure_api(args: argparse.Namespace, port: int, key: str) -> ApiRun:
+def measure_api(args: argparse.Namespace, port: int, key: str, cpu: PhaseCpu) -> ApiRun:
     """POST /store at ``args.rate`` from ``paced_http.py`` (a process of its own, so
-    the relay's thread here cannot delay the client)."""
+    the relay's thread here cannot delay the client); ``cpu`` measures the phase."""
     command = [sys.executable, str(Path(__file__).with_name("paced_http.py")), "--port", str(port)]
     command += ["--rate", str(args.rate), "--seconds", str(args.seconds)]
     command += ["--connections", str(args.api_writers)]
     command += ["--header", f"Authorization: Bearer {key}", "--header", "X-Soma-Namespace: bench"]
+    cpu.start()
     done = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 120, check=True)
+    cpu.stop()
     result = json.loads(done.stdout.strip().splitlines()[-1])
     statuses: dict[str, int] = result["statuses"]
     failed = sum(n for status, n in statuses.items() if not status.startswith("2"))
