@@ -269,3 +269,20 @@ def test_requests_of_a_key_granted_at_the_same_time_share_one_grant(redis_prefix
 
     assert asyncio.run(main()) == 200
     limiter.close()
+
+
+@pytest.mark.redis
+def test_the_api_takes_a_large_budget_in_grants_and_still_stops_at_it(redis_prefix: tuple[str, str]) -> None:
+    url, prefix = redis_prefix
+    backends = create_backends("test", {"redis": {"url": url, "prefix": prefix}})
+    settings = make_settings(SOMA_RATE_LIMIT_MAX=200, SOMA_RATE_LIMIT_WINDOW=60)
+    try:
+        with TestClient(create_app(settings, backends)) as client:
+            assert client.app.state.soma.ratelimit.leases is not None  # type: ignore[attr-defined]
+            statuses = [client.get("/stats").status_code for _ in range(201)]
+            assert statuses[:200] == [200] * 200 and statuses[200] == 429
+        raw = redis.Redis.from_url(url)
+        assert raw.zcard(prefix + "rl:addr:testclient") == 200
+        raw.close()
+    finally:
+        backends.close()
