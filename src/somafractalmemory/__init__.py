@@ -26,6 +26,7 @@ from .errors import (
     RateLimited,
     SFMError,
     Unauthorized,
+    WriteConflict,
 )
 from .factory import MemoryMode, create_backends, create_memory_system
 from .models import (
@@ -67,6 +68,7 @@ __all__ = [
     "ScoreParts",
     "SomaFractalMemoryEnterprise",
     "Unauthorized",
+    "WriteConflict",
     "__version__",
     "canonical_coordinate",
     "create_backends",

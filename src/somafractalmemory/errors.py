@@ -33,6 +33,7 @@ __all__ = [
     "RateLimited",
     "SFMError",
     "Unauthorized",
+    "WriteConflict",
 ]
 
 
@@ -66,6 +67,11 @@ class Conflict(SFMError):
 
 class LockTimeout(Conflict):
     """A named lock could not be acquired before the timeout."""
+
+
+class WriteConflict(Conflict):
+    """A memory changed between a write's read of it and the write itself
+    (another process wrote it): nothing of the write was stored."""
 
 
 class Unauthorized(SFMError):

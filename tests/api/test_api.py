@@ -523,6 +523,7 @@ def test_every_library_error_has_a_status() -> None:
         errors.NotFound: 404,
         errors.Conflict: 409,
         errors.LockTimeout: 409,
+        errors.WriteConflict: 409,
         errors.Unauthorized: 401,
         errors.Forbidden: 403,
         errors.RateLimited: 429,

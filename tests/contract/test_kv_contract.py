@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from somafractalmemory.errors import InvalidInput
+from somafractalmemory.errors import InvalidInput, WriteConflict
 from somafractalmemory.interfaces.storage import IKeyValueStore
 from somafractalmemory.models import HistoryEntry, Memory, MemoryType, memory_id
 
@@ -84,6 +84,34 @@ def test_upsert_replaces_by_id(kv_store: IKeyValueStore, namespace: str) -> None
     put(kv_store, new)
     assert kv_store.get_many(namespace, [old.id]) == {old.id: new}
     assert kv_store.counts(namespace) == {"total": 1, "episodic": 0, "semantic": 1}
+
+
+def test_expect_previous_writes_only_over_the_version_before(
+    kv_store: IKeyValueStore, namespace: str
+) -> None:
+    def write(*memories: Memory) -> None:
+        history = [record(m, "updated" if m.version > 1 else "created", m.updated_at) for m in memories]
+        kv_store.put_many(list(memories), history, expect_previous=True)
+
+    a1, b1 = mem(namespace, (1.0,), {"text": "a1"}), mem(namespace, (2.0,), {"text": "b1"})
+    write(a1, b1)  # new memories: version 1
+    with pytest.raises(WriteConflict):
+        write(mem(namespace, (1.0,), {"text": "a1 again"}))  # a version 1 over an existing memory
+    a2 = mem(namespace, (1.0,), {"text": "a2"}, updated=2000.0, version=2)
+    write(a2)
+    for stale in (a2, mem(namespace, (1.0,), {"text": "a4"}, version=4)):  # the same again; a version skipped
+        with pytest.raises(WriteConflict):
+            write(stale)
+    c1 = mem(namespace, (3.0,), {"text": "c1"})
+    with pytest.raises(WriteConflict):  # one stale memory: nothing of the batch is written
+        write(c1, mem(namespace, (2.0,), {"text": "b3"}, version=3))
+    assert kv_store.get_many(namespace, [a1.id, b1.id, c1.id]) == {a1.id: a2, b1.id: b1}
+    assert [h.version for h in kv_store.history(namespace, a1.id)] == [1, 2]
+    assert [h.version for h in kv_store.history(namespace, b1.id)] == [1]
+    assert kv_store.history(namespace, c1.id) == []
+    write(c1, mem(namespace, (2.0,), {"text": "b2"}, version=2))
+    assert kv_store.get_many(namespace, [b1.id])[b1.id].payload == {"text": "b2"}
+    put(kv_store, mem(namespace, (1.0,), {"text": "restored"}, version=9))  # without it: any version
 
 
 def test_same_id_twice_in_one_batch_keeps_the_last(kv_store: IKeyValueStore, namespace: str) -> None:

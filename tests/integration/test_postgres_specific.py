@@ -16,6 +16,7 @@ from somafractalmemory.adapters.postgres import MIGRATIONS, PostgresPool, Postgr
 from somafractalmemory.adapters.postgres.memories import CHUNK, filter_query, range_query
 from somafractalmemory.adapters.postgres.migrations import applied_versions
 from somafractalmemory.errors import BackendUnavailable, InvalidInput
+from somafractalmemory.factory import create_memory_system
 from somafractalmemory.models import HistoryEntry, Link, Memory, MemoryType, matches_filters, memory_id
 
 from ..threads import run_together
@@ -359,3 +360,42 @@ def test_reads_by_id_never_run_on_a_namespace_scanning_generic_plan(pg_schema: t
         assert "memories_pkey" in plan[0][0], plan  # ... and its generic plan uses the primary key
     finally:
         s.close()
+
+
+def test_one_memory_stored_from_two_processes_keeps_every_version(
+    pg_schema: tuple[str, str], redis_prefix: tuple[str, str]
+) -> None:
+    """Two memory systems (as two API processes: each with write locks of its
+    own) store one memory at once: every store becomes a version of its own,
+    and history and outbox hold each version once (a store whose read went
+    stale is retried, and its failed write left nothing behind)."""
+    url, schema = pg_schema
+    config = {
+        "postgres": {"url": url, "schema": schema},
+        "redis": {"url": redis_prefix[0], "prefix": redis_prefix[1]},
+        "embeddings": {"model": "hash"},
+        "vector": {"backend": "memory"},  # the API side writes no vectors in this mode
+        "kafka": {"bootstrap_servers": "127.0.0.1:1", "topic": "unused"},  # the outbox is not relayed
+    }
+    systems = [create_memory_system("evented_enterprise", NS, config) for _ in range(2)]
+    per_writer = 40
+
+    def write(k: int) -> None:
+        for i in range(per_writer):
+            systems[k % 2].store_memory((1.0, 2.0), {"text": f"writer {k} store {i}"})
+
+    try:
+        assert run_together(write, range(4)) == []
+        total = 4 * per_writer
+        assert systems[0].get_memory((1.0, 2.0)).version == total  # type: ignore[union-attr]
+        versions = [h.version for h in systems[1].get_versions((1.0, 2.0))]
+        assert sorted(versions) == list(range(1, total + 1))
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = conn.execute(
+                f"SELECT (event->>'version')::int FROM \"{schema}\".outbox WHERE key = %s".encode(),
+                [memory_id(NS, (1.0, 2.0))],
+            ).fetchall()
+        assert sorted(r[0] for r in rows) == list(range(1, total + 1))
+    finally:
+        for memory in systems:
+            memory.close()

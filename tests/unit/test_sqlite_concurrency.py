@@ -272,3 +272,27 @@ def test_find_range_beyond_the_stored_dimensions_is_empty(tmp_path: Path) -> Non
     assert store.find_range(NS, (0.0, 0.0), (2.0, 2.0), MemoryType.SEMANTIC) == []
     assert len(store.find_range(NS, (0.0, 0.0), (2.0, 2.0), MemoryType.EPISODIC)) == 1
     store.close()
+
+
+def test_one_memory_stored_from_two_processes_keeps_every_version(tmp_path: Path) -> None:
+    """Two memory systems on one data directory (as two API workers: each with
+    write locks of its own) store one memory at once: every store becomes a
+    version of its own, each recorded once in the history."""
+    from somafractalmemory.factory import create_memory_system
+
+    config = {"data_dir": str(tmp_path), "embeddings": {"model": "hash"}}
+    systems = [create_memory_system("development", NS, config) for _ in range(2)]
+    per_writer = 30
+
+    def write(k: int) -> None:
+        for i in range(per_writer):
+            systems[k % 2].store_memory((1.0, 2.0), {"text": f"writer {k} store {i}"})
+
+    try:
+        assert run_together(write, range(4)) == []
+        total = 4 * per_writer
+        assert [m.version for m in [systems[0].get_memory((1.0, 2.0))] if m] == [total]
+        assert sorted(h.version for h in systems[1].get_versions((1.0, 2.0))) == list(range(1, total + 1))
+    finally:
+        for memory in systems:
+            memory.close()

@@ -135,12 +135,16 @@ class CachedKeyValueStore:
         return {i: found[i] for i in wanted if i in found}
 
     def put_many(
-        self, memories: Sequence[Memory], history: Sequence[HistoryEntry], events: Sequence[MemoryEvent] = ()
+        self,
+        memories: Sequence[Memory],
+        history: Sequence[HistoryEntry],
+        events: Sequence[MemoryEvent] = (),
+        expect_previous: bool = False,
     ) -> None:
         keys = _keys((m.namespace, m.id) for m in memories)
         sent = self._delete_begin(keys)
         try:
-            self.canonical.put_many(memories, history, events)
+            self.canonical.put_many(memories, history, events, expect_previous)
         finally:
             sent()
             self.cache.delete(keys)

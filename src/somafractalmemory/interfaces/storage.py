@@ -83,12 +83,22 @@ class IKeyValueStore(Protocol):
     name: str
 
     def put_many(
-        self, memories: Sequence[Memory], history: Sequence[HistoryEntry], events: Sequence[MemoryEvent] = ()
+        self,
+        memories: Sequence[Memory],
+        history: Sequence[HistoryEntry],
+        events: Sequence[MemoryEvent] = (),
+        expect_previous: bool = False,
     ) -> None:
         """Insert or replace each memory (by ``(namespace, id)``) and append the
         history entries, atomically: after a crash either all of the batch is
         stored or none of it. One round trip per batch where the backend allows.
-        ``events`` go to the outbox in the same transaction (see module docstring)."""
+        ``events`` go to the outbox in the same transaction (see module docstring).
+
+        ``expect_previous``: each memory must replace its version - 1 (version
+        1: a memory that does not exist yet). If one does not, because another
+        process wrote it since it was read, nothing is stored and
+        ``WriteConflict`` is raised. The check and the write are one atomic
+        step, across processes."""
         ...
 
     def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Memory]:

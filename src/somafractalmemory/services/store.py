@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, WriteConflict
 from ..models import (
     Coordinate,
     HistoryEntry,
@@ -28,6 +30,9 @@ from .indexer import Indexer
 __all__ = ["StoreService", "parse_bulk_item"]
 
 MAX_BULK_ITEMS = 100_000
+#: Reads and writes a store makes before giving up on a memory other processes
+#: keep changing between its read and its write (``WriteConflict``).
+WRITE_ATTEMPTS = 50
 #: Writes lock the memories they touch (one of this many locks per id), so
 #: writes of different memories run side by side; see ``_IdLocks``.
 LOCK_STRIPES = 64
@@ -166,15 +171,25 @@ class StoreService:
             self.hooks.fire("before_store", coordinate=coord, payload=payload, memory_type=mtype)
         ids = [memory_id(self.namespace, c) for c, _, _ in clean]
         with self._locks.hold(ids), self.b.index_lock:  # see services.follower
-            existing = self.b.truth.get_many(self.namespace, ids)  # never a cached copy
-            at = now()
-            built = [
-                self._build(c, p, t, existing.get(mid), at, mid)
-                for (c, p, t), mid in zip(clean, ids, strict=True)
-            ]
-            memories = [m for m, _ in built]
-            events = self.events.for_stored(memories)
-            self.b.kv.put_many(memories, [h for _, h in built], self.events.outbox(events))
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                existing = self.b.truth.get_many(self.namespace, ids)  # never a cached copy
+                at = now()
+                built = [
+                    self._build(c, p, t, existing.get(mid), at, mid)
+                    for (c, p, t), mid in zip(clean, ids, strict=True)
+                ]
+                memories = [m for m, _ in built]
+                events = self.events.for_stored(memories)
+                try:  # written only over the versions just read: another process may write too
+                    self.b.kv.put_many(
+                        memories, [h for _, h in built], self.events.outbox(events), expect_previous=True
+                    )
+                    break
+                except WriteConflict:
+                    if attempt == WRITE_ATTEMPTS:
+                        raise
+                    if attempt >= 3:  # a busy memory: step out of the other writer's rhythm
+                        time.sleep(random.uniform(0, 0.001))
             if self.b.options.index_synchronously:
                 self.indexer.index(memories)
         self.events.published(events)

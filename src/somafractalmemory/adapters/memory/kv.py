@@ -33,7 +33,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from ...errors import InvalidInput
+from ...errors import InvalidInput, WriteConflict
 from ...interfaces.storage import Change, Filters
 from ...models import MAX_DIMS, Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType, matches_filters
 from ._util import check_box, copy_json, top_n
@@ -235,7 +235,11 @@ class InMemoryKeyValueStore:
         return table
 
     def put_many(
-        self, memories: Sequence[Memory], history: Sequence[HistoryEntry], events: Sequence[MemoryEvent] = ()
+        self,
+        memories: Sequence[Memory],
+        history: Sequence[HistoryEntry],
+        events: Sequence[MemoryEvent] = (),
+        expect_previous: bool = False,
     ) -> None:
         # Check and copy first, then apply: nothing can fail half-way.
         for m in memories:
@@ -247,6 +251,8 @@ class InMemoryKeyValueStore:
         copies = {id(m.payload): payload for m, (_, payload, _) in zip(memories, new, strict=True)}
         entries = [(_history_row(h), _copied(h.payload, copies)) for h in history]
         with self._lock:
+            if expect_previous:
+                self._check_previous(memories)
             for row, payload, importance in new:
                 table = self._table(row[_NAMESPACE])
                 action = "updated" if row[_ID] in table.memories else "created"
@@ -254,6 +260,15 @@ class InMemoryKeyValueStore:
                 table.put(row, payload, importance)
             for h, payload in entries:
                 self._table(h[0]).add_history(h, payload)
+
+    def _check_previous(self, memories: Sequence[Memory]) -> None:
+        """``put_many``'s ``expect_previous`` (under the lock)."""
+        for m in {(m.namespace, m.id): m for m in memories}.values():  # the last of an id counts
+            table = self._tables.get(m.namespace)
+            row = table.memories.get(m.id) if table is not None else None
+            stored = row[_VERSION] if row is not None else 0
+            if stored != m.version - 1:
+                raise WriteConflict(f"memory {m.id} is at version {stored}, not {m.version - 1}")
 
     def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Memory]:
         with self._lock:

@@ -18,9 +18,10 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from psycopg import errors as pg_errors
 from psycopg import sql
 
-from ...errors import InvalidInput
+from ...errors import InvalidInput, WriteConflict
 from ...interfaces.storage import Filters
 from ...models import Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType
 from .filters import compile_filters
@@ -56,10 +57,17 @@ WITH m AS (
         coordinate = EXCLUDED.coordinate, payload = EXCLUDED.payload,
         memory_type = EXCLUDED.memory_type, importance = EXCLUDED.importance,
         created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
+    {guard}
     RETURNING 1
 ), h AS ({history}){events}
-SELECT (SELECT count(*) FROM m)
+SELECT {result}
 """
+
+# ``expect_previous``: a row is replaced only over the version before its own
+# (a version 1 never replaces a row), and the statement fails, writing
+# nothing, unless every row was written (migration 8).
+_GUARD = "WHERE memories.version = EXCLUDED.version - 1"
+_EXPECT = "soma_expect_written(%(expected)s, (SELECT count(*) FROM m))"
 
 # The outbox rows of a write, as one more CTE of its statement (``outbox._INSERT``).
 _EVENTS = """, o AS (
@@ -117,8 +125,14 @@ _HISTORY_COLUMNS = (
 )
 
 
-_PUT_SQL = _PUT.replace("{history}", _HISTORY).replace("{events}", "").encode()
-_PUT_EVENTS_SQL = _PUT.replace("{history}", _HISTORY).replace("{events}", _EVENTS).encode()
+def _put_sql(events: bool, guarded: bool) -> bytes:
+    text = _PUT.replace("{history}", _HISTORY).replace("{events}", _EVENTS if events else "")
+    text = text.replace("{guard}", _GUARD if guarded else "")
+    return text.replace("{result}", _EXPECT if guarded else "(SELECT count(*) FROM m)").encode()
+
+
+#: (with events, guarded) -> statement
+_PUT_SQL = {(e, g): _put_sql(e, g) for e in (False, True) for g in (False, True)}
 _DELETE_SQL = _DELETE.replace("{history}", _HISTORY).replace("{events}", "").encode()
 _DELETE_EVENTS_SQL = _DELETE.replace("{history}", _HISTORY).replace("{events}", _DELETE_EVENTS).encode()
 
@@ -183,7 +197,11 @@ class MemoryTables:
     _pool: PostgresPool
 
     def put_many(
-        self, memories: Sequence[Memory], history: Sequence[HistoryEntry], events: Sequence[MemoryEvent] = ()
+        self,
+        memories: Sequence[Memory],
+        history: Sequence[HistoryEntry],
+        events: Sequence[MemoryEvent] = (),
+        expect_previous: bool = False,
     ) -> None:
         latest: dict[tuple[str, str], Memory] = {}
         for m in memories:  # the last write to an id in a batch wins
@@ -196,27 +214,34 @@ class MemoryTables:
         mem_chunks, hist_chunks = chunks(batch, CHUNK), chunks(history, CHUNK)
         steps = max(len(mem_chunks), len(hist_chunks))
 
-        def params(k: int) -> dict[str, str]:
-            return {
-                "rows": encode.memories(mem_chunks[k] if k < len(mem_chunks) else []),
+        def statement(k: int) -> tuple[bytes, dict[str, Any]]:
+            rows = mem_chunks[k] if k < len(mem_chunks) else []
+            params: dict[str, Any] = {
+                "rows": encode.memories(rows),
                 "history": encode.history(hist_chunks[k] if k < len(hist_chunks) else []),
             }
-
-        def statement(k: int) -> tuple[bytes, dict[str, str]]:
+            if expect_previous:
+                params["expected"] = len(rows)
             # The events (the outbox) ride with the first chunk: same transaction.
-            if k == 0 and events:
-                return _PUT_EVENTS_SQL, {**params(0), "events": encode_events(events)}
-            return _PUT_SQL, params(k)
+            with_events = k == 0 and bool(events)
+            if with_events:
+                params["events"] = encode_events(events)
+            return _PUT_SQL[(with_events, expect_previous)], params
 
         with self._pool.connection() as conn:
-            if steps == 1:  # one statement: atomic by itself, one round trip
-                conn.execute(*statement(0))
-                return
-            # A big batch: one transaction of pipelined chunks, so the server
-            # writes chunk k while the next one is being encoded here.
-            with conn.pipeline(), conn.transaction():
-                for k in range(steps):
-                    conn.execute(*statement(k))
+            try:
+                if steps == 1:  # one statement: atomic by itself, one round trip
+                    conn.execute(*statement(0))
+                    return
+                # A big batch: one transaction of pipelined chunks, so the server
+                # writes chunk k while the next one is being encoded here.
+                with conn.pipeline(), conn.transaction():
+                    for k in range(steps):
+                        conn.execute(*statement(k))
+            except pg_errors.SerializationFailure as exc:
+                if not expect_previous:
+                    raise
+                raise WriteConflict(str(exc).strip().splitlines()[0]) from exc
 
     def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Memory]:
         if not ids:

@@ -217,6 +217,24 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         INSERT INTO memory_change_floor (floor) VALUES ('0'::xid8);
         """,
     ),
+    (
+        8,
+        "write conflicts",
+        # A store writes each memory only over the version it read
+        # (``memories._GUARD``); this fails the statement, and with it the
+        # whole batch, when some were not (SQLSTATE 40001: retry).
+        """
+        CREATE FUNCTION soma_expect_written(expected bigint, written bigint) RETURNS bigint
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF written <> expected THEN
+                RAISE EXCEPTION 'write conflict: % of % memories were at the version the write read',
+                    written, expected USING ERRCODE = '40001';
+            END IF;
+            RETURN written;
+        END $$;
+        """,
+    ),
 ]
 
 _TABLE = """

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 
-from ...errors import InvalidInput
+from ...errors import InvalidInput, WriteConflict
 from ...interfaces.storage import Filters
 from ...models import MAX_DIMS, Coordinate, HistoryEntry, Memory, MemoryEvent, MemoryType, matches_filters
 from .changes import CHANGES_SCHEMA, CHANGES_VERSION, FLOOR_SCHEMA, FLOOR_VERSION, ChangeFeedMethods
@@ -255,11 +255,17 @@ class SQLiteStore(LinkMethods, ChangeFeedMethods):
         conn.executemany(_ADD_HISTORY, rows)
 
     def put_many(
-        self, memories: Sequence[Memory], history: Sequence[HistoryEntry], events: Sequence[MemoryEvent] = ()
+        self,
+        memories: Sequence[Memory],
+        history: Sequence[HistoryEntry],
+        events: Sequence[MemoryEvent] = (),
+        expect_previous: bool = False,
     ) -> None:
         rows, known = self._memory_rows(memories)  # built before taking the lock
         history_rows = self._history_rows(history, known)
         with self._db.write() as conn:
+            if expect_previous:  # under the write lock: no other process writes in between
+                _check_previous(conn, memories)
             for n, group in rows.items():
                 conn.executemany(_PUT[n], group)
             self._append_history(conn, history_rows)
@@ -411,3 +417,20 @@ class SQLiteStore(LinkMethods, ChangeFeedMethods):
         if not self._closed:
             self._closed = True
             self._db.close()
+
+
+def _check_previous(conn: sqlite3.Connection, memories: Sequence[Memory]) -> None:
+    """``put_many``'s ``expect_previous``, inside its write transaction."""
+    expected = {(m.namespace, m.id): m.version - 1 for m in memories}  # the last of an id counts
+    by_namespace: dict[str, list[str]] = {}
+    for namespace, memory_id in expected:
+        by_namespace.setdefault(namespace, []).append(memory_id)
+    stored: dict[tuple[str, str], int] = {}
+    for namespace, ids in by_namespace.items():
+        for part in chunks(ids):
+            marks = ",".join("?" * len(part))
+            sql = f"SELECT id, version FROM memories WHERE namespace = ? AND id IN ({marks})"
+            stored.update(((namespace, i), v) for i, v in conn.execute(sql, (namespace, *part)))
+    for key, version in expected.items():
+        if stored.get(key, 0) != version:
+            raise WriteConflict(f"memory {key[1]} is at version {stored.get(key, 0)}, not {version}")
