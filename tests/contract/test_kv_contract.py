@@ -111,6 +111,10 @@ def test_expect_previous_writes_only_over_the_version_before(
     assert kv_store.history(namespace, c1.id) == []
     write(c1, mem(namespace, (2.0,), {"text": "b2"}, version=2))
     assert kv_store.get_many(namespace, [b1.id])[b1.id].payload == {"text": "b2"}
+    kv_store.delete_many(namespace, [c1.id], [record(c1, "deleted", 3000.0)])
+    with pytest.raises(WriteConflict):  # read before a delete: not written as if it still existed
+        write(mem(namespace, (3.0,), {"text": "c2"}, version=2))
+    assert kv_store.get_many(namespace, [c1.id]) == {}
     put(kv_store, mem(namespace, (1.0,), {"text": "restored"}, version=9))  # without it: any version
 
 

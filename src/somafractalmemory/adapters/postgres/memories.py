@@ -52,7 +52,7 @@ WITH m AS (
            r.updated_at, r.version, r.importance
     FROM json_to_recordset(%(rows)s::json) AS r(namespace text, id text, coordinate text,
          payload text, memory_type text, created_at float8, updated_at float8, version int,
-         importance float8)
+         importance float8){fresh}
     ON CONFLICT (namespace, id) DO UPDATE SET
         coordinate = EXCLUDED.coordinate, payload = EXCLUDED.payload,
         memory_type = EXCLUDED.memory_type, importance = EXCLUDED.importance,
@@ -64,9 +64,15 @@ SELECT {result}
 """
 
 # ``expect_previous``: a row is replaced only over the version before its own
-# (a version 1 never replaces a row), and the statement fails, writing
-# nothing, unless every row was written (migration 8).
+# (a version 1 never replaces a row), a version above 1 is not inserted where
+# no row is (the memory was deleted since it was read; a delete committed
+# between this statement's snapshot and its insert still lets it in), and
+# the statement fails, writing nothing, unless every row was written
+# (migration 8).
 _GUARD = "WHERE memories.version = EXCLUDED.version - 1"
+_FRESH = """
+    WHERE r.version = 1
+       OR EXISTS (SELECT 1 FROM memories x WHERE x.namespace = r.namespace AND x.id = r.id)"""
 _EXPECT = "soma_expect_written(%(expected)s, (SELECT count(*) FROM m))"
 
 # The outbox rows of a write, as one more CTE of its statement (``outbox._INSERT``).
@@ -127,7 +133,7 @@ _HISTORY_COLUMNS = (
 
 def _put_sql(events: bool, guarded: bool) -> bytes:
     text = _PUT.replace("{history}", _HISTORY).replace("{events}", _EVENTS if events else "")
-    text = text.replace("{guard}", _GUARD if guarded else "")
+    text = text.replace("{guard}", _GUARD if guarded else "").replace("{fresh}", _FRESH if guarded else "")
     return text.replace("{result}", _EXPECT if guarded else "(SELECT count(*) FROM m)").encode()
 
 
