@@ -19,7 +19,7 @@ from somafractalmemory.errors import BackendUnavailable, InvalidInput
 from somafractalmemory.factory import create_memory_system
 from somafractalmemory.models import HistoryEntry, Link, Memory, MemoryType, matches_filters, memory_id
 
-from ..threads import run_together
+from ..threads import run_together, store_one_memory_from_both
 
 pytestmark = pytest.mark.postgres
 
@@ -378,18 +378,8 @@ def test_one_memory_stored_from_two_processes_keeps_every_version(
         "kafka": {"bootstrap_servers": "127.0.0.1:1", "topic": "unused"},  # the outbox is not relayed
     }
     systems = [create_memory_system("evented_enterprise", NS, config) for _ in range(2)]
-    per_writer = 40
-
-    def write(k: int) -> None:
-        for i in range(per_writer):
-            systems[k % 2].store_memory((1.0, 2.0), {"text": f"writer {k} store {i}"})
-
     try:
-        assert run_together(write, range(4)) == []
-        total = 4 * per_writer
-        assert systems[0].get_memory((1.0, 2.0)).version == total  # type: ignore[union-attr]
-        versions = [h.version for h in systems[1].get_versions((1.0, 2.0))]
-        assert sorted(versions) == list(range(1, total + 1))
+        total = store_one_memory_from_both(systems, per_writer=40)
         with psycopg.connect(url, autocommit=True) as conn:
             rows = conn.execute(
                 f"SELECT (event->>'version')::int FROM \"{schema}\".outbox WHERE key = %s".encode(),

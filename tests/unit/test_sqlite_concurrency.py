@@ -28,7 +28,7 @@ from somafractalmemory.adapters.sqlite.store import _GET_MANY
 from somafractalmemory.errors import BackendUnavailable
 from somafractalmemory.models import HistoryEntry, Memory, MemoryType, memory_id
 
-from ..threads import run_together
+from ..threads import run_together, store_one_memory_from_both
 
 NS = "shared"
 
@@ -282,17 +282,8 @@ def test_one_memory_stored_from_two_processes_keeps_every_version(tmp_path: Path
 
     config = {"data_dir": str(tmp_path), "embeddings": {"model": "hash"}}
     systems = [create_memory_system("development", NS, config) for _ in range(2)]
-    per_writer = 30
-
-    def write(k: int) -> None:
-        for i in range(per_writer):
-            systems[k % 2].store_memory((1.0, 2.0), {"text": f"writer {k} store {i}"})
-
     try:
-        assert run_together(write, range(4)) == []
-        total = 4 * per_writer
-        assert [m.version for m in [systems[0].get_memory((1.0, 2.0))] if m] == [total]
-        assert sorted(h.version for h in systems[1].get_versions((1.0, 2.0))) == list(range(1, total + 1))
+        store_one_memory_from_both(systems, per_writer=30)
     finally:
         for memory in systems:
             memory.close()
