@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from somafractalmemory.fastcore import AnnParams, FastCoreVectorStore, ann_available
+from somafractalmemory.fastcore.ann import AnnIndex
 from somafractalmemory.fastcore.slab import top_rows
 from somafractalmemory.interfaces.storage import VectorPoint
 from somafractalmemory.models import MemoryType, importance_norm, matches_filters
@@ -235,6 +236,25 @@ def test_ann_top10_overlaps_exact_top10() -> None:
         overlap += len(truth & {h.id for h in store.search(NS, q, 10)})
     assert store.search_counts == {"ann": queries, "exact": 0}
     assert overlap / (10 * queries) >= 0.95
+
+
+@needs_ann
+def test_a_graph_built_by_one_thread_is_the_same_every_time() -> None:
+    """``AnnParams.threads=1``: the same points give the same candidates in
+    every build (with one thread per core the graph depends on their timing)."""
+    rng = np.random.default_rng(3)
+    data = unit(rng.standard_normal((2000, 16))).astype(np.float32)
+    keys = np.arange(2000, dtype=np.uint64)
+    queries = rng.standard_normal((50, 16)).astype(np.float32)
+    params = AnnParams(threads=1, expansion_search=16)
+
+    def candidates() -> list[list[int]]:
+        index = AnnIndex(16, params)
+        index.add(keys, data)
+        return [index.search(q, 10) for q in queries]
+
+    first = candidates()
+    assert all(candidates() == first for _ in range(5))
 
 
 @needs_ann

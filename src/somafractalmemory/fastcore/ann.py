@@ -74,7 +74,10 @@ class AnnParams:
     for ``k`` wanted hits and re-ranked exactly: ``oversample`` per hit while
     that stays within ``min_candidates``, and never fewer than two per hit;
     ``dtype`` is the index's storage type (the exact re-rank makes 16-bit
-    precision safe).
+    precision safe). ``threads`` is how many threads insert points (0: one
+    per core); several threads make the graph depend on their timing, so the
+    same points can give slightly different candidates from build to build,
+    one thread gives the same graph every time.
 
     After a build, ``calibrate`` measures the top-10 overlap with exact search
     on ``probes`` queries and raises ``expansion_search`` (up to
@@ -90,6 +93,7 @@ class AnnParams:
     oversample: int = 4
     min_candidates: int = 40
     dtype: str = "bf16"
+    threads: int = 0
     target_overlap: float = 0.97
     max_expansion: int = 1024
     probes: int = 100
@@ -138,7 +142,7 @@ class AnnIndex:
             if stop is not None and stop():
                 return False
             end = start + _CHUNK
-            self._index.add(keys[start:end], scaled[start:end])
+            self._index.add(keys[start:end], scaled[start:end], threads=self.params.threads)
         return True
 
     def remove(self, keys: list[int]) -> None:
