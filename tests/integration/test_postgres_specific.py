@@ -15,7 +15,7 @@ import pytest
 from somafractalmemory.adapters.postgres import MIGRATIONS, PostgresPool, PostgresStore, migrate
 from somafractalmemory.adapters.postgres.memories import CHUNK, filter_query, range_query
 from somafractalmemory.adapters.postgres.migrations import applied_versions
-from somafractalmemory.errors import BackendUnavailable, InvalidInput
+from somafractalmemory.errors import BackendUnavailable, InvalidInput, WriteConflict
 from somafractalmemory.factory import create_memory_system
 from somafractalmemory.models import HistoryEntry, Link, Memory, MemoryType, matches_filters, memory_id
 
@@ -114,6 +114,19 @@ def test_a_failed_big_batch_leaves_nothing_either(store: PostgresStore) -> None:
     store.put_many([m for m, _ in pairs], history)
     assert store.counts(NS)["total"] == 3 * CHUNK
     assert [h.memory_id for h in store.iter_history(NS)] == [h.memory_id for h in history]
+
+
+def test_a_big_batch_with_one_stale_memory_leaves_nothing(store: PostgresStore) -> None:
+    # expect_previous over several chunks: a memory of the last chunk exists
+    # already, so its version 1 may not replace it, and no chunk is kept.
+    pairs = [make((float(i), 1.0)) for i in range(3 * CHUNK)]
+    put(store, [pairs[-1]])
+    with pytest.raises(WriteConflict):
+        store.put_many([m for m, _ in pairs], [h for _, h in pairs], expect_previous=True)
+    assert store.counts(NS)["total"] == 1
+    assert len(list(store.iter_history(NS))) == 1
+    store.put_many([m for m, _ in pairs[:-1]], [h for _, h in pairs[:-1]], expect_previous=True)
+    assert store.counts(NS)["total"] == 3 * CHUNK
 
 
 def test_a_failed_delete_leaves_memories_and_links(store: PostgresStore) -> None:
