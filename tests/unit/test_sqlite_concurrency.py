@@ -287,3 +287,29 @@ def test_one_memory_stored_from_two_processes_keeps_every_version(tmp_path: Path
     finally:
         for memory in systems:
             memory.close()
+
+
+def test_remember_from_two_processes_never_merges_two_memories(tmp_path: Path) -> None:
+    """Both pick the same free coordinate for the same payload at once: the
+    one that writes second takes the next free coordinate instead of writing
+    over the first one's memory (as a second ``remember`` in one process does)."""
+    from somafractalmemory.factory import create_memory_system
+
+    config = {"data_dir": str(tmp_path), "embeddings": {"model": "hash"}}
+    systems = [create_memory_system("development", NS, config) for _ in range(2)]
+    per_writer = 15
+    try:
+        assert (
+            run_together(
+                lambda k: [systems[k % 2].remember({"text": "the same note"}) for _ in range(per_writer)],
+                range(4),
+            )
+            == []
+        )
+        stored = list(systems[0].backends.kv.iter_memories(NS))
+        assert len(stored) == 4 * per_writer
+        assert {m.version for m in stored} == {1}
+        assert len({m.coordinate for m in stored}) == 4 * per_writer
+    finally:
+        for memory in systems:
+            memory.close()

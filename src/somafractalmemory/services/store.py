@@ -154,6 +154,7 @@ class StoreService:
         items: Iterable[tuple[Any, Any, Any]],
         prefix: str | None = "items",
         wait_indexed: bool | None = None,
+        create_only: bool = False,
     ) -> list[Memory]:
         """Validate everything first, then write the batch: one round trip per store.
 
@@ -161,7 +162,10 @@ class StoreService:
         off), ``wait_indexed`` (default: ``Options.read_your_writes``) waits
         until they have indexed these versions, so a recall right after sees
         them; ``BackendUnavailable`` if that takes over
-        ``Options.index_wait_timeout`` seconds (the write itself is done)."""
+        ``Options.index_wait_timeout`` seconds (the write itself is done).
+
+        ``create_only``: the memories must be new; ``WriteConflict`` (nothing
+        written) if one exists, instead of reading it and writing over it."""
         clean = self._validated(items, prefix)
         if len(clean) > MAX_BULK_ITEMS:
             raise InvalidInput("items", f"at most {MAX_BULK_ITEMS} items per call")
@@ -171,8 +175,10 @@ class StoreService:
             self.hooks.fire("before_store", coordinate=coord, payload=payload, memory_type=mtype)
         ids = [memory_id(self.namespace, c) for c, _, _ in clean]
         with self._locks.hold(ids), self.b.index_lock:  # see services.follower
-            for attempt in range(1, WRITE_ATTEMPTS + 1):
-                existing = self.b.truth.get_many(self.namespace, ids)  # never a cached copy
+            attempts = 1 if create_only else WRITE_ATTEMPTS
+            for attempt in range(1, attempts + 1):
+                # never a cached copy
+                existing = {} if create_only else self.b.truth.get_many(self.namespace, ids)
                 at = now()
                 built = [
                     self._build(c, p, t, existing.get(mid), at, mid)
@@ -186,7 +192,7 @@ class StoreService:
                     )
                     break
                 except WriteConflict:
-                    if attempt == WRITE_ATTEMPTS:
+                    if attempt == attempts:
                         raise
                     if attempt >= 3:  # a busy memory: step out of the other writer's rhythm
                         time.sleep(random.uniform(0, 0.001))
@@ -227,11 +233,16 @@ class StoreService:
         self, payload: Any, coordinate: Any = None, memory_type: Any = MemoryType.EPISODIC
     ) -> Memory:
         clean = validate_payload(payload)
-        with self._locks.hold():  # every write waits: the coordinate found free stays free
-            coord = (
-                canonical_coordinate(coordinate) if coordinate is not None else self.free_coordinate(clean)
-            )
-            return self.store(coord, clean, memory_type)
+        if coordinate is not None:
+            return self.store(canonical_coordinate(coordinate), clean, memory_type)
+        with self._locks.hold():  # every write here waits: the coordinate found free stays free
+            for _ in range(WRITE_ATTEMPTS):
+                coord = self.free_coordinate(clean)
+                try:
+                    return self.store_many([(coord, clean, memory_type)], None, create_only=True)[0]
+                except WriteConflict:
+                    continue  # another process took that coordinate meanwhile: the next free one
+        raise WriteConflict(f"no free coordinate stayed free for {WRITE_ATTEMPTS} attempts")
 
     def delete_many(self, coordinates: Sequence[Any]) -> list[Memory]:
         coords = [canonical_coordinate(c, f"coordinates[{i}]") for i, c in enumerate(coordinates)]
