@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import gcpause
-from .errors import InvalidInput, NotFound, SFMError
+from .errors import InvalidInput, SFMError
 from .interfaces.storage import ILock, Vector
 from .models import (
     Coordinate,
@@ -91,10 +91,7 @@ class SomaFractalMemoryEnterprise:
             )
 
     def set_importance(self, coordinate: Any, importance: Any) -> Memory:
-        current = self._get(coordinate)
-        return self._store.store(
-            current.coordinate, {**current.payload, "importance": importance}, current.memory_type
-        )
+        return self._store.revise(coordinate, lambda current: {**current.payload, "importance": importance})
 
     def delete(self, coordinate: Any) -> bool:
         return bool(self._store.delete_many([coordinate]))
@@ -106,12 +103,6 @@ class SomaFractalMemoryEnterprise:
         return len(self._store.delete_many(list(coordinates)))
 
     # -- reads ------------------------------------------------------------
-    def _get(self, coordinate: Any) -> Memory:
-        memory = self.get_memory(coordinate)
-        if memory is None:
-            raise NotFound(f"no memory at {coordinate!r} in namespace {self.namespace!r}")
-        return memory
-
     def get_memory(self, coordinate: Any) -> Memory | None:
         """The full ``Memory`` record at a coordinate, or ``None``."""
         mid = memory_id(self.namespace, canonical_coordinate(coordinate))

@@ -9,6 +9,7 @@ refuses.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import subprocess
@@ -310,6 +311,36 @@ def test_remember_from_two_processes_never_merges_two_memories(tmp_path: Path) -
         assert len(stored) == 4 * per_writer
         assert {m.version for m in stored} == {1}
         assert len({m.coordinate for m in stored}) == 4 * per_writer
+    finally:
+        for memory in systems:
+            memory.close()
+
+
+def test_set_importance_keeps_what_another_process_stored_meanwhile(tmp_path: Path) -> None:
+    """One process stores new texts at a coordinate while another sets its
+    importance: each importance change is made to the text as it then was,
+    never to an older one read before the other's store (which it would undo)."""
+    from somafractalmemory.factory import create_memory_system
+
+    config = {"data_dir": str(tmp_path), "embeddings": {"model": "hash"}}
+    systems = [create_memory_system("development", NS, config) for _ in range(2)]
+    coordinate = (5.0, 5.0)
+    systems[0].store_memory(coordinate, {"text": "first"})
+
+    def work(k: int) -> None:
+        for i in range(40):
+            if k == 0:
+                systems[0].store_memory(coordinate, {"text": f"text {i}"})
+            else:
+                systems[1].set_importance(coordinate, 1.0 + i)
+
+    try:
+        assert run_together(work, range(2)) == []
+        history = systems[0].get_versions(coordinate)
+        assert sorted(h.version for h in history) == list(range(1, 82))
+        for before, after in itertools.pairwise(history):
+            if "importance" in (after.payload or {}):  # a set_importance: only the importance changed
+                assert after.changed_keys == ["importance"], (before.payload, after.payload)
     finally:
         for memory in systems:
             memory.close()

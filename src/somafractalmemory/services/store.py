@@ -7,11 +7,11 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import InvalidInput, WriteConflict
+from ..errors import InvalidInput, NotFound, WriteConflict
 from ..models import (
     Coordinate,
     HistoryEntry,
@@ -154,7 +154,7 @@ class StoreService:
         items: Iterable[tuple[Any, Any, Any]],
         prefix: str | None = "items",
         wait_indexed: bool | None = None,
-        create_only: bool = False,
+        expect: int | None = None,
     ) -> list[Memory]:
         """Validate everything first, then write the batch: one round trip per store.
 
@@ -164,8 +164,9 @@ class StoreService:
         them; ``BackendUnavailable`` if that takes over
         ``Options.index_wait_timeout`` seconds (the write itself is done).
 
-        ``create_only``: the memories must be new; ``WriteConflict`` (nothing
-        written) if one exists, instead of reading it and writing over it."""
+        ``expect``: every memory must be at this version now (0: must not
+        exist); ``WriteConflict`` (nothing written) if one is not, instead of
+        reading it again and writing over it."""
         clean = self._validated(items, prefix)
         if len(clean) > MAX_BULK_ITEMS:
             raise InvalidInput("items", f"at most {MAX_BULK_ITEMS} items per call")
@@ -175,10 +176,14 @@ class StoreService:
             self.hooks.fire("before_store", coordinate=coord, payload=payload, memory_type=mtype)
         ids = [memory_id(self.namespace, c) for c, _, _ in clean]
         with self._locks.hold(ids), self.b.index_lock:  # see services.follower
-            attempts = 1 if create_only else WRITE_ATTEMPTS
+            attempts = WRITE_ATTEMPTS if expect is None else 1
             for attempt in range(1, attempts + 1):
                 # never a cached copy
-                existing = {} if create_only else self.b.truth.get_many(self.namespace, ids)
+                existing = {} if expect == 0 else self.b.truth.get_many(self.namespace, ids)
+                if expect is not None and any(
+                    (existing[i].version if i in existing else 0) != expect for i in ids
+                ):
+                    raise WriteConflict(f"a memory of the write is not at version {expect}")
                 at = now()
                 built = [
                     self._build(c, p, t, existing.get(mid), at, mid)
@@ -239,10 +244,28 @@ class StoreService:
             for _ in range(WRITE_ATTEMPTS):
                 coord = self.free_coordinate(clean)
                 try:
-                    return self.store_many([(coord, clean, memory_type)], None, create_only=True)[0]
+                    return self.store_many([(coord, clean, memory_type)], None, expect=0)[0]
                 except WriteConflict:
                     continue  # another process took that coordinate meanwhile: the next free one
         raise WriteConflict(f"no free coordinate stayed free for {WRITE_ATTEMPTS} attempts")
+
+    def revise(self, coordinate: Any, change: Callable[[Memory], Any]) -> Memory:
+        """Store ``change(current)`` as the payload of the memory at
+        ``coordinate`` (its type kept), computed from the memory as this write
+        finds it: what another process writes in between is read again and
+        kept, not overwritten. ``NotFound`` if there is no memory there."""
+        coord = canonical_coordinate(coordinate)
+        mid = memory_id(self.namespace, coord)
+        for _ in range(WRITE_ATTEMPTS):
+            current = self.b.truth.get_many(self.namespace, [mid]).get(mid)
+            if current is None:
+                raise NotFound(f"no memory at {coordinate!r} in namespace {self.namespace!r}")
+            item = (coord, change(current), current.memory_type)
+            try:
+                return self.store_many([item], None, expect=current.version)[0]
+            except WriteConflict:
+                continue  # written meanwhile: change what is there now
+        raise WriteConflict(f"the memory at {coordinate!r} kept changing for {WRITE_ATTEMPTS} attempts")
 
     def delete_many(self, coordinates: Sequence[Any]) -> list[Memory]:
         coords = [canonical_coordinate(c, f"coordinates[{i}]") for i, c in enumerate(coordinates)]
