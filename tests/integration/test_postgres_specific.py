@@ -15,6 +15,7 @@ import pytest
 from somafractalmemory.adapters.postgres import MIGRATIONS, PostgresPool, PostgresStore, migrate
 from somafractalmemory.adapters.postgres.memories import CHUNK, filter_query, range_query
 from somafractalmemory.adapters.postgres.migrations import applied_versions
+from somafractalmemory.adapters.postgres.rows import Encoder
 from somafractalmemory.errors import BackendUnavailable, InvalidInput, WriteConflict
 from somafractalmemory.factory import create_memory_system
 from somafractalmemory.models import HistoryEntry, Link, Memory, MemoryType, matches_filters, memory_id
@@ -371,6 +372,41 @@ def test_reads_by_id_never_run_on_a_namespace_scanning_generic_plan(pg_schema: t
             plan = conn.execute(f"EXPLAIN EXECUTE {one[0]}('{NS}', '{ids[5]}')").fetchall()
             conn.execute("RESET plan_cache_mode")
         assert "memories_pkey" in plan[0][0], plan  # ... and its generic plan uses the primary key
+    finally:
+        s.close()
+
+
+def test_a_guarded_write_never_runs_on_a_table_scanning_generic_plan(pg_schema: tuple[str, str]) -> None:
+    """The guarded store (``expect_previous``) looks up whether a memory still
+    exists; the generic plan PostgreSQL chose for that as an ``EXISTS`` read
+    every memory of the table (a hashed subplan) on every write."""
+    dsn, schema = pg_schema
+    s = PostgresStore(dsn, schema=schema, max_size=1)  # one connection: its prepared statements
+    try:
+        s.migrate()
+        pairs = [make((float(i), 1.0)) for i in range(300)]
+        put(s, pairs)
+        for version in (2, 3):
+            for m, h in pairs[:10]:
+                m.version = h.version = version
+                s.put_many([m], [h], expect_previous=True)
+        with s._pool.connection() as conn:
+            conn.execute("ANALYZE memories")
+            prepared = conn.execute("SELECT name, statement FROM pg_prepared_statements").fetchall()
+            guarded = [name for name, text in prepared if "soma_expect_written" in text]
+            assert guarded, prepared
+            m, h = pairs[0]
+            m.version = h.version = 4
+            encode, literal = Encoder(), psycopg.sql.Literal
+            rows, history = literal(encode.memories([m])), literal(encode.history([h]))
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+            query = psycopg.sql.SQL("EXPLAIN EXECUTE {}({}, {}, 1)").format(
+                psycopg.sql.Identifier(guarded[0]), rows, history
+            )
+            plan = conn.execute(query).fetchall()
+            conn.execute("RESET plan_cache_mode")
+        text = "\n".join(row[0] for row in plan)
+        assert "Seq Scan on memories" not in text and "memories_pkey" in text, text
     finally:
         s.close()
 

@@ -70,9 +70,11 @@ SELECT {result}
 # the statement fails, writing nothing, unless every row was written
 # (migration 8).
 _GUARD = "WHERE memories.version = EXCLUDED.version - 1"
+# A scalar subquery, not EXISTS: the generic plan of an EXISTS under OR was a
+# hashed subplan reading every memory of the table for each write.
 _FRESH = """
     WHERE r.version = 1
-       OR EXISTS (SELECT 1 FROM memories x WHERE x.namespace = r.namespace AND x.id = r.id)"""
+       OR (SELECT x.version FROM memories x WHERE x.namespace = r.namespace AND x.id = r.id) IS NOT NULL"""
 _EXPECT = "soma_expect_written(%(expected)s, (SELECT count(*) FROM m))"
 
 # The outbox rows of a write, as one more CTE of its statement (``outbox._INSERT``).
