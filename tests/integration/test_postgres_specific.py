@@ -348,67 +348,72 @@ def test_keyword_scores_match_the_in_process_bm25(pg_schema: tuple[str, str]) ->
         pool.close()
 
 
-def test_reads_by_id_never_run_on_a_namespace_scanning_generic_plan(pg_schema: tuple[str, str]) -> None:
+Pairs = list[tuple[Memory, HistoryEntry]]
+
+
+@pytest.fixture
+def one_connection(pg_schema: tuple[str, str]) -> Iterator[tuple[PostgresStore, Pairs]]:
+    """A store with one connection (so one set of prepared statements) and 300 memories."""
+    dsn, schema = pg_schema
+    s = PostgresStore(dsn, schema=schema, max_size=1)
+    s.migrate()
+    pairs = [make((float(i), 1.0)) for i in range(300)]
+    put(s, pairs)
+    yield s, pairs
+    s.close()
+
+
+def test_reads_by_id_never_run_on_a_namespace_scanning_generic_plan(
+    one_connection: tuple[PostgresStore, Pairs],
+) -> None:
     """psycopg prepares a statement on its fifth use; PostgreSQL's generic plan for
     ``id = ANY(list)`` read the whole namespace through the range index. Lists go
     unprepared; a single id is looked up in the primary key whatever the plan."""
-    dsn, schema = pg_schema
-    s = PostgresStore(dsn, schema=schema, max_size=1)  # one connection: its prepared statements
-    try:
-        s.migrate()
-        pairs = [make((float(i), 1.0)) for i in range(300)]
-        put(s, pairs)
-        ids = [m.id for m, _ in pairs]
-        for k in range(10):
-            assert set(s.get_many(NS, ids[k : k + 3])) == set(ids[k : k + 3])
-            assert list(s.get_many(NS, [ids[k]])) == [ids[k]]
-        with s._pool.connection() as conn:
-            prepared = conn.execute("SELECT name, statement FROM pg_prepared_statements").fetchall()
-            assert not [text for _, text in prepared if "ANY(" in text]
-            single = "FROM memories WHERE namespace = $1 AND id = $2"
-            one = [name for name, text in prepared if single in text]
-            assert one, prepared  # the single-id read is prepared ...
-            conn.execute("SET plan_cache_mode = force_generic_plan")
-            plan = conn.execute(f"EXPLAIN EXECUTE {one[0]}('{NS}', '{ids[5]}')").fetchall()
-            conn.execute("RESET plan_cache_mode")
-        assert "memories_pkey" in plan[0][0], plan  # ... and its generic plan uses the primary key
-    finally:
-        s.close()
+    s, pairs = one_connection
+    ids = [m.id for m, _ in pairs]
+    for k in range(10):
+        assert set(s.get_many(NS, ids[k : k + 3])) == set(ids[k : k + 3])
+        assert list(s.get_many(NS, [ids[k]])) == [ids[k]]
+    with s._pool.connection() as conn:
+        prepared = conn.execute("SELECT name, statement FROM pg_prepared_statements").fetchall()
+        assert not [text for _, text in prepared if "ANY(" in text]
+        single = "FROM memories WHERE namespace = $1 AND id = $2"
+        one = [name for name, text in prepared if single in text]
+        assert one, prepared  # the single-id read is prepared ...
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        plan = conn.execute(f"EXPLAIN EXECUTE {one[0]}('{NS}', '{ids[5]}')").fetchall()
+        conn.execute("RESET plan_cache_mode")
+    assert "memories_pkey" in plan[0][0], plan  # ... and its generic plan uses the primary key
 
 
-def test_a_guarded_write_never_runs_on_a_table_scanning_generic_plan(pg_schema: tuple[str, str]) -> None:
+def test_a_guarded_write_never_runs_on_a_table_scanning_generic_plan(
+    one_connection: tuple[PostgresStore, Pairs],
+) -> None:
     """The guarded store (``expect_previous``) looks up whether a memory still
     exists; the generic plan PostgreSQL chose for that as an ``EXISTS`` read
     every memory of the table (a hashed subplan) on every write."""
-    dsn, schema = pg_schema
-    s = PostgresStore(dsn, schema=schema, max_size=1)  # one connection: its prepared statements
-    try:
-        s.migrate()
-        pairs = [make((float(i), 1.0)) for i in range(300)]
-        put(s, pairs)
-        for version in (2, 3):
-            for m, h in pairs[:10]:
-                m.version = h.version = version
-                s.put_many([m], [h], expect_previous=True)
-        with s._pool.connection() as conn:
-            conn.execute("ANALYZE memories")
-            prepared = conn.execute("SELECT name, statement FROM pg_prepared_statements").fetchall()
-            guarded = [name for name, text in prepared if "soma_expect_written" in text]
-            assert guarded, prepared
-            m, h = pairs[0]
-            m.version = h.version = 4
-            encode, literal = Encoder(), psycopg.sql.Literal
-            rows, history = literal(encode.memories([m])), literal(encode.history([h]))
-            conn.execute("SET plan_cache_mode = force_generic_plan")
-            query = psycopg.sql.SQL("EXPLAIN EXECUTE {}({}, {}, 1)").format(
-                psycopg.sql.Identifier(guarded[0]), rows, history
-            )
-            plan = conn.execute(query).fetchall()
-            conn.execute("RESET plan_cache_mode")
-        text = "\n".join(row[0] for row in plan)
-        assert "Seq Scan on memories" not in text and "memories_pkey" in text, text
-    finally:
-        s.close()
+    s, pairs = one_connection
+    for version in (2, 3):
+        for m, h in pairs[:10]:
+            m.version = h.version = version
+            s.put_many([m], [h], expect_previous=True)
+    with s._pool.connection() as conn:
+        conn.execute("ANALYZE memories")
+        prepared = conn.execute("SELECT name, statement FROM pg_prepared_statements").fetchall()
+        guarded = [name for name, text in prepared if "soma_expect_written" in text]
+        assert guarded, prepared
+        m, h = pairs[0]
+        m.version = h.version = 4
+        encode, literal = Encoder(), psycopg.sql.Literal
+        rows, history = literal(encode.memories([m])), literal(encode.history([h]))
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        query = psycopg.sql.SQL("EXPLAIN EXECUTE {}({}, {}, 1)").format(
+            psycopg.sql.Identifier(guarded[0]), rows, history
+        )
+        plan = conn.execute(query).fetchall()
+        conn.execute("RESET plan_cache_mode")
+    text = "\n".join(row[0] for row in plan)
+    assert "Seq Scan on memories" not in text and "memories_pkey" in text, text
 
 
 def test_one_memory_stored_from_two_processes_keeps_every_version(
