@@ -138,10 +138,12 @@ class RateLimit:
         self.max_requests = max_requests
         self.window_seconds = window_seconds
         self.metrics = metrics
-        #: grants for busy keys, when the limiter can count several at once and the budget is large
+        #: grants for busy keys, when the limiter can count several at once and
+        #: the budget is large enough for grants of two or more
         self.leases: Leases | None = None
-        if hasattr(limiter, "take_async") and self.asynchronous and max_requests // 100 >= 2:
-            self.leases = Leases(cast(IGrantingRateLimiter, limiter), max_requests, window_seconds)
+        if hasattr(limiter, "take_async") and self.asynchronous:
+            leases = Leases(cast(IGrantingRateLimiter, limiter), max_requests, window_seconds)
+            self.leases = leases if leases.cap >= 2 else None
 
     @property
     def enabled(self) -> bool:
