@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ from somafractalmemory.adapters.sqlite import SQLiteStore
 from somafractalmemory.adapters.sqlite import db as db_module
 from somafractalmemory.adapters.sqlite.db import Database
 from somafractalmemory.adapters.sqlite.store import _GET_MANY
+from somafractalmemory.core import SomaFractalMemoryEnterprise
 from somafractalmemory.errors import BackendUnavailable
+from somafractalmemory.factory import create_memory_system
 from somafractalmemory.models import HistoryEntry, Memory, MemoryType, memory_id
 
 from ..threads import run_together, store_one_memory_from_both
@@ -275,56 +278,52 @@ def test_find_range_beyond_the_stored_dimensions_is_empty(tmp_path: Path) -> Non
     store.close()
 
 
-def test_one_memory_stored_from_two_processes_keeps_every_version(tmp_path: Path) -> None:
-    """Two memory systems on one data directory (as two API workers: each with
-    write locks of its own) store one memory at once: every store becomes a
-    version of its own, each recorded once in the history."""
-    from somafractalmemory.factory import create_memory_system
-
+@pytest.fixture
+def two_processes(tmp_path: Path) -> Iterator[list[SomaFractalMemoryEnterprise]]:
+    """Two memory systems on one data directory, as two API workers: each has
+    write locks of its own, only the file is shared."""
     config = {"data_dir": str(tmp_path), "embeddings": {"model": "hash"}}
     systems = [create_memory_system("development", NS, config) for _ in range(2)]
-    try:
-        store_one_memory_from_both(systems, per_writer=30)
-    finally:
-        for memory in systems:
-            memory.close()
+    yield systems
+    for memory in systems:
+        memory.close()
 
 
-def test_remember_from_two_processes_never_merges_two_memories(tmp_path: Path) -> None:
+def test_one_memory_stored_from_two_processes_keeps_every_version(
+    two_processes: list[SomaFractalMemoryEnterprise],
+) -> None:
+    """They store one memory at once: every store becomes a version of its
+    own, each recorded once in the history."""
+    store_one_memory_from_both(two_processes, per_writer=30)
+
+
+def test_remember_from_two_processes_never_merges_two_memories(
+    two_processes: list[SomaFractalMemoryEnterprise],
+) -> None:
     """Both pick the same free coordinate for the same payload at once: the
     one that writes second takes the next free coordinate instead of writing
     over the first one's memory (as a second ``remember`` in one process does)."""
-    from somafractalmemory.factory import create_memory_system
-
-    config = {"data_dir": str(tmp_path), "embeddings": {"model": "hash"}}
-    systems = [create_memory_system("development", NS, config) for _ in range(2)]
-    per_writer = 15
-    try:
-        assert (
-            run_together(
-                lambda k: [systems[k % 2].remember({"text": "the same note"}) for _ in range(per_writer)],
-                range(4),
-            )
-            == []
+    systems, per_writer = two_processes, 15
+    assert (
+        run_together(
+            lambda k: [systems[k % 2].remember({"text": "the same note"}) for _ in range(per_writer)],
+            range(4),
         )
-        stored = list(systems[0].backends.kv.iter_memories(NS))
-        assert len(stored) == 4 * per_writer
-        assert {m.version for m in stored} == {1}
-        assert len({m.coordinate for m in stored}) == 4 * per_writer
-    finally:
-        for memory in systems:
-            memory.close()
+        == []
+    )
+    stored = list(systems[0].backends.kv.iter_memories(NS))
+    assert len(stored) == 4 * per_writer
+    assert {m.version for m in stored} == {1}
+    assert len({m.coordinate for m in stored}) == 4 * per_writer
 
 
-def test_set_importance_keeps_what_another_process_stored_meanwhile(tmp_path: Path) -> None:
+def test_set_importance_keeps_what_another_process_stored_meanwhile(
+    two_processes: list[SomaFractalMemoryEnterprise],
+) -> None:
     """One process stores new texts at a coordinate while another sets its
     importance: each importance change is made to the text as it then was,
     never to an older one read before the other's store (which it would undo)."""
-    from somafractalmemory.factory import create_memory_system
-
-    config = {"data_dir": str(tmp_path), "embeddings": {"model": "hash"}}
-    systems = [create_memory_system("development", NS, config) for _ in range(2)]
-    coordinate = (5.0, 5.0)
+    systems, coordinate = two_processes, (5.0, 5.0)
     systems[0].store_memory(coordinate, {"text": "first"})
 
     def work(k: int) -> None:
@@ -334,13 +333,9 @@ def test_set_importance_keeps_what_another_process_stored_meanwhile(tmp_path: Pa
             else:
                 systems[1].set_importance(coordinate, 1.0 + i)
 
-    try:
-        assert run_together(work, range(2)) == []
-        history = systems[0].get_versions(coordinate)
-        assert sorted(h.version for h in history) == list(range(1, 82))
-        for before, after in itertools.pairwise(history):
-            if "importance" in (after.payload or {}):  # a set_importance: only the importance changed
-                assert after.changed_keys == ["importance"], (before.payload, after.payload)
-    finally:
-        for memory in systems:
-            memory.close()
+    assert run_together(work, range(2)) == []
+    history = systems[0].get_versions(coordinate)
+    assert sorted(h.version for h in history) == list(range(1, 82))
+    for before, after in itertools.pairwise(history):
+        if "importance" in (after.payload or {}):  # a set_importance: only the importance changed
+            assert after.changed_keys == ["importance"], (before.payload, after.payload)
