@@ -243,3 +243,44 @@ def test_each_worker_listens_on_a_socket_of_its_own_and_so_does_a_replacement(
         assert server.stop() == 0
     finally:
         server.kill()
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` now (Linux ``/proc``)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, client: httpx.Client) -> None:
+    log = tmp_path / "server.log"
+    server = Server(tmp_path / "data", log)
+    try:
+        wait_for(lambda: listening(server.port) == 2, 60, "two workers listening")
+        workers = children(server.process.pid)
+        assert len(workers) >= 2  # the workers, and multiprocessing's resource tracker
+        os.kill(server.process.pid, signal.SIGKILL)  # the supervisor alone
+        server.process.wait()
+        wait_for(lambda: not any(alive(pid) for pid in workers), 30, "the workers to stop")
+        assert listening(server.port) == 0
+        with pytest.raises(httpx.TransportError):
+            recall_top(client, server, "anything")
+        assert "supervisor" in log.read_text() and "is gone" in log.read_text()
+    finally:
+        server.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import socket
 from multiprocessing.reduction import ForkingPickler
@@ -9,6 +10,7 @@ from multiprocessing.reduction import ForkingPickler
 import pytest
 
 from somafractalmemory.cli.listen import WorkerListener, balanced, listening, run_workers
+from somafractalmemory.cli.supervised import SUPERVISOR_PID, watch_supervisor
 from somafractalmemory.errors import ConfigurationError
 
 pytestmark = pytest.mark.skipif(not balanced(), reason="SO_REUSEPORT balancing is Linux only")
@@ -69,3 +71,15 @@ def test_a_port_another_server_listens_on_is_refused_even_with_reuseport() -> No
     finally:
         member.close()
         other.close()
+
+
+def test_only_a_worker_of_a_supervisor_watches_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SUPERVISOR_PID, raising=False)
+    assert watch_supervisor() is None  # a single-process server
+    monkeypatch.setenv(SUPERVISOR_PID, str(os.getpid()))
+    assert watch_supervisor() is None  # the supervisor itself
+    monkeypatch.setenv(SUPERVISOR_PID, str(os.getppid()))
+    thread = watch_supervisor(every=3600)  # checks at once, then sleeps (a daemon: ends with the tests)
+    assert thread is not None and thread.daemon
+    thread.join(0.2)
+    assert thread.is_alive()  # its parent is still there: no SIGTERM, it goes on watching

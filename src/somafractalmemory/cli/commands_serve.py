@@ -1,7 +1,8 @@
 """``soma serve``: run the HTTP API under uvicorn.
 
 Each worker process builds its own app with ``api.app:create_app`` (uvicorn's
-factory mode), so nothing is built in this process. The global ``--mode``,
+factory mode; with several workers through ``cli.supervised``, which also
+stops a worker whose supervisor died), so nothing is built in this process. The global ``--mode``,
 ``--namespace`` and ``--data-dir`` reach the workers as the environment
 variables the settings read (``MEMORY_MODE``, ``SOMA_NAMESPACE``,
 ``SOMA_DATA_DIR``). On SIGTERM or SIGINT uvicorn stops accepting connections,
@@ -22,6 +23,7 @@ from ..errors import InvalidInput
 from ..settings import Settings
 from .context import State, pass_state
 from .listen import balanced, run_workers
+from .supervised import SUPERVISOR_PID, WORKER_APP_FACTORY
 
 __all__ = ["COMMANDS", "serve"]
 
@@ -116,10 +118,14 @@ def serve(
         "lifespan": "on",
     }
     _exit_zero_when_stopped()
-    if workers > 1 and balanced():  # one listening socket per worker, see cli.listen
-        run_workers(uvicorn.Config(APP_FACTORY, **options), options["host"], options["port"])
+    if workers == 1:
+        uvicorn.run(APP_FACTORY, **options)
         return
-    uvicorn.run(APP_FACTORY, **options)
+    os.environ[SUPERVISOR_PID] = str(os.getpid())  # workers stop if this process dies (cli.supervised)
+    if balanced():  # one listening socket per worker, see cli.listen
+        run_workers(uvicorn.Config(WORKER_APP_FACTORY, **options), options["host"], options["port"])
+        return
+    uvicorn.run(WORKER_APP_FACTORY, **options)
 
 
 COMMANDS: list[click.Command] = [serve]
