@@ -160,7 +160,7 @@ def qdrant_search(pts: list[VectorPoint], dim: int, k: int) -> Callable[[np.ndar
 
     def search(q: np.ndarray) -> list[tuple[int, float]]:
         found = client.query_points(NS, query=q.tolist(), limit=4 * k, with_payload=True).points
-        scored = [(int(h.id), max(0.0, h.score) * float(h.payload["imp"])) for h in found]
+        scored = [(int(h.id), max(0.0, h.score) * float((h.payload or {})["imp"])) for h in found]
         return sorted(scored, key=lambda t: (-t[1], t[0]))[:k]
 
     return search

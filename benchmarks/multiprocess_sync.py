@@ -35,6 +35,7 @@ from typing import Any
 
 from somafractalmemory.core import SomaFractalMemoryEnterprise
 from somafractalmemory.factory import create_memory_system
+from somafractalmemory.fastcore.store import FastCoreVectorStore
 
 WORDS = [
     *("memory", "agent", "coffee", "meeting", "project", "deadline", "travel", "paris", "budget"),
@@ -79,7 +80,9 @@ def idle_overhead(data: Path) -> None:
         follower = system.backends.follower
         assert follower is not None
         system.recall("start the ANN build", top_k=10)
-        while system.backends.vectors.index_info("bench")["ann_building"]:
+        vectors = system.backends.vectors
+        assert isinstance(vectors, FastCoreVectorStore)
+        while vectors.index_info("bench")["ann_building"]:
             time.sleep(0.2)
         times: dict[bool, list[float]] = {True: [], False: []}
         for i in range(1000):

@@ -232,6 +232,9 @@ def main() -> None:
             f"still waiting): {sum(x > 1 for x in late)} requests by over 1 ms, p99 {q(late, 0.99):.1f} ms"
         )
         print(f"  {cpu.report()} (the machine is the limit near the total)")
+        # connections reach the workers by a hash (cli/listen.py): a few can land unevenly
+        each = ", ".join(f"{share:.0f}" for share in cpu.split("API") if share >= 1)
+        print(f"  API processes, % of one core each: {each} (the supervisor uses next to nothing)")
     finally:
         if api is not None:
             stop(api)

@@ -76,6 +76,7 @@ class PhaseCpu:
         self.groups = groups
         self.children = children
         self.usage: dict[str, float] = {}
+        self.by_pid: dict[str, dict[int, float]] = {}  # each process's part of its group's usage
         self.seconds = 0.0
 
     def start(self) -> None:
@@ -87,12 +88,20 @@ class PhaseCpu:
         self.seconds = time.monotonic() - self._started
         for label, pids in self.groups.items():
             before = self._before[label]
-            self.usage[label] = sum(cpu - before.get(pid, 0.0) for pid, cpu in _per_pid(pids()).items())
+            used = {pid: cpu - before.get(pid, 0.0) for pid, cpu in _per_pid(pids()).items()}
+            self.by_pid[label] = used
+            self.usage[label] = sum(used.values())
         if self.children is not None:
             now = resource.getrusage(resource.RUSAGE_CHILDREN)
             self.usage[self.children] = (now.ru_utime + now.ru_stime) - (
                 self._children.ru_utime + self._children.ru_stime
             )
+
+    def split(self, label: str) -> list[float]:
+        """Each process of group ``label``, as % of one core, busiest first."""
+        if self.seconds <= 0:
+            return []
+        return sorted((100 * cpu / self.seconds for cpu in self.by_pid.get(label, {}).values()), reverse=True)
 
     def report(self) -> str:
         """Each group's share as % of one core, and the total against all cores."""

@@ -20,8 +20,9 @@ scripts/services.sh
 echo "==> ruff"
 .venv/bin/ruff check src tests benchmarks scripts examples
 .venv/bin/ruff format --check src tests benchmarks scripts examples
-echo "==> mypy (strict, package)"
+echo "==> mypy (strict, package and benchmarks)"
 .venv/bin/mypy
+.venv/bin/mypy benchmarks
 echo "==> pytest"
 export SOMA_REQUIRE_SERVICES=1
 # The fast suites run on both cores; the slow load and fault suites (they stop
