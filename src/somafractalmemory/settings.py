@@ -141,6 +141,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", alias="SOMA_HOST", description="address soma serve binds")
     port: int = Field(9595, alias="SOMA_PORT", description="port soma serve binds")
     uvicorn_workers: int = Field(1, alias="UVICORN_WORKERS", description="API worker processes")
+    api_store_writers: int = Field(
+        1,
+        alias="SOMA_API_STORE_WRITERS",
+        ge=0,
+        description="store batches written at once per namespace and API process (0 = no batching)",
+    )
     uvicorn_timeout_graceful: int = Field(
         30, alias="UVICORN_TIMEOUT_GRACEFUL", description="seconds to drain requests on shutdown"
     )

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request, Response
@@ -32,9 +33,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ..core import SomaFractalMemoryEnterprise
 from ..errors import BackendUnavailable, Unauthorized
+from ..models import Memory
 from ..services.backends import Backends
 from ..settings import Settings
 from .auth import Access, KeyGrant, KeyRing
+from .combiner import Item, WriteCombiner
 from .metrics import ApiMetrics
 from .ratelimit import RateLimit
 
@@ -128,6 +131,10 @@ class ApiState:
     #: core calls now running in the threadpool that may hold a lock for long
     #: (``in_thread``; only the event loop's thread changes it)
     threads: int = 0
+    #: each core's ``WriteCombiner`` (``store_one``), made on its first store
+    combiners: weakref.WeakKeyDictionary[SomaFractalMemoryEnterprise, WriteCombiner] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     @property
     def root(self) -> SomaFractalMemoryEnterprise:
@@ -241,6 +248,33 @@ async def run(state: ApiState, operation: str, fn: Callable[..., T], *args: Any)
         return result
     finally:
         state.metrics.observe_operation(operation, outcome, time.perf_counter() - started)
+
+
+async def store_one(
+    state: ApiState, core: SomaFractalMemoryEnterprise, coordinate: Any, payload: Any, memory_type: Any
+) -> Memory:
+    """``core.store_memory``, timed as ``store``. Over network backends,
+    stores that arrive while others are written go in batches (``combiner``;
+    ``SOMA_API_STORE_WRITERS``)."""
+    writers = state.settings.api_store_writers
+    if state.inline or writers < 1:
+        return await run(state, "store", core.store_memory, coordinate, payload, memory_type)
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        combiner = state.combiners.get(core)
+        if combiner is None:
+
+            async def write(items: list[Item]) -> list[Memory]:
+                return await in_thread(state, core.store_memories_bulk, items)
+
+            sizes = state.metrics.store_batch_size.observe
+            combiner = state.combiners[core] = WriteCombiner(core.namespace, write, writers, on_batch=sizes)
+        memory = await combiner.store(coordinate, payload, memory_type)
+        outcome = "ok"
+        return memory
+    finally:
+        state.metrics.observe_operation("store", outcome, time.perf_counter() - started)
 
 
 def render(model: BaseModel) -> Response:

@@ -66,6 +66,12 @@ class ApiMetrics:
             registry=r,
         )
         self.memories_stored = Counter("soma_memories_stored", "Memories written through the API", registry=r)
+        self.store_batch_size = Histogram(
+            "soma_api_store_batch_size",
+            "Stores written together in one batch (api/combiner.py)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
         self.rate_limited = Counter("soma_rate_limited", "Requests refused by the rate limit", registry=r)
         self.rate_limit_errors = Counter(
             "soma_rate_limit_backend_errors",

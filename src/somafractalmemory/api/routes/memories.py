@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Response
 
 from ...errors import NotFound
 from ...models import canonical_coordinate, memory_id
-from ..deps import ReadCore, State, WriteCore, render, run
+from ..deps import ReadCore, State, WriteCore, render, run, store_one
 from ..errors import ERROR_RESPONSES
 from ..fastroute import CoreRoute
 from ..schemas import (
@@ -34,7 +34,7 @@ CoordPath = Annotated[
 
 @router.post("/store", response_model=StoreResponse, summary="Store (insert or update) one memory")
 async def store(body: StoreRequest, core: WriteCore, state: State) -> Response:
-    memory = await run(state, "store", core.store_memory, body.coord, body.payload, body.type)
+    memory = await store_one(state, core, body.coord, body.payload, body.type)
     state.metrics.memories_stored.inc()
     return render(StoreResponse(coord=list(memory.coordinate), memory_id=memory.id))
 
