@@ -68,24 +68,36 @@ def test_a_store_with_none_in_flight_is_written_at_once_alone(core: SomaFractalM
     assert [text(core, (i, 0)) for i in range(3)] == ["m0", "m1", "m2"]
 
 
+Store = tuple[Any, Any, str]
+
+
+def held(combiner: WriteCombiner, writes: Writes, stores: list[Store], meanwhile: Any = None) -> list[Any]:
+    """The first store is written alone and held there; the others arrive
+    meanwhile (then ``meanwhile(their tasks)``); then the write is let go.
+    Each store's memory or error, in order."""
+
+    async def main() -> list[Any]:
+        writes.open.clear()
+        first = asyncio.ensure_future(combiner.store(*stores[0]))
+        await until(lambda: writes.sizes == [1])
+        rest = [asyncio.ensure_future(combiner.store(*store)) for store in stores[1:]]
+        await asyncio.sleep(0.01)
+        assert writes.sizes == [1]  # one writer: the others wait
+        if meanwhile is not None:
+            meanwhile(rest)
+        writes.open.set()
+        return list(await asyncio.gather(first, *rest, return_exceptions=True))
+
+    return asyncio.run(main())
+
+
 def test_stores_arriving_during_a_write_go_in_one_batch(core: SomaFractalMemoryEnterprise) -> None:
     writes = Writes(core)
     sizes: list[int] = []
     combiner = WriteCombiner(core.namespace, writes, on_batch=sizes.append)
-
-    async def main() -> list[Memory]:
-        writes.open.clear()
-        first = asyncio.ensure_future(combiner.store((0, 0), {"text": "first"}, "episodic"))
-        await until(lambda: writes.sizes == [1])  # being written, held
-        rest = [
-            asyncio.ensure_future(combiner.store((i, 0), {"text": f"m{i}"}, "semantic")) for i in range(1, 6)
-        ]
-        await asyncio.sleep(0.01)
-        assert writes.sizes == [1]  # one writer: the others wait
-        writes.open.set()
-        return list(await asyncio.gather(first, *rest))
-
-    stored = asyncio.run(main())
+    stores: list[Store] = [((0, 0), {"text": "first"}, "episodic")]
+    stores += [((i, 0), {"text": f"m{i}"}, "semantic") for i in range(1, 6)]
+    stored = held(combiner, writes, stores)
     assert writes.sizes == [1, 5] and sizes == [1, 5]
     assert (combiner.batches, combiner.combined) == (2, 6)
     assert [m.coordinate[0] for m in stored] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
@@ -98,21 +110,13 @@ def test_two_stores_of_one_memory_are_two_versions_in_request_order(
 ) -> None:
     writes = Writes(core)
     combiner = WriteCombiner(core.namespace, writes)
-
-    async def main() -> list[Memory]:
-        writes.open.clear()
-        first = asyncio.ensure_future(combiner.store((9, 9), {"text": "v1"}, "episodic"))
-        await until(lambda: writes.sizes == [1])
-        later = [
-            asyncio.ensure_future(combiner.store((9, 9), {"text": "v2"}, "episodic")),
-            asyncio.ensure_future(combiner.store((1, 1), {"text": "other"}, "episodic")),
-            asyncio.ensure_future(combiner.store((9, 9), {"text": "v3"}, "episodic")),
-        ]
-        await asyncio.sleep(0.01)
-        writes.open.set()
-        return list(await asyncio.gather(first, *later))
-
-    stored = asyncio.run(main())
+    stores: list[Store] = [
+        ((9, 9), {"text": "v1"}, "episodic"),
+        ((9, 9), {"text": "v2"}, "episodic"),
+        ((1, 1), {"text": "other"}, "episodic"),
+        ((9, 9), {"text": "v3"}, "episodic"),
+    ]
+    stored = held(combiner, writes, stores)
     assert writes.sizes == [1, 2, 1]  # v2 with "other"; v3 in a batch after v2's
     assert [(m.payload["text"], m.version) for m in stored] == [("v1", 1), ("v2", 2), ("other", 1), ("v3", 3)]
     assert text(core, (9, 9)) == "v3"
@@ -127,20 +131,8 @@ def test_an_error_of_one_store_reaches_only_its_request(core: SomaFractalMemoryE
     core.set_hook("before_store", refuse)
     writes = Writes(core)
     combiner = WriteCombiner(core.namespace, writes)
-
-    async def main() -> list[Any]:
-        writes.open.clear()
-        first = asyncio.ensure_future(combiner.store((0, 1), {"text": "first"}, "episodic"))
-        await until(lambda: writes.sizes == [1])
-        later = [
-            asyncio.ensure_future(combiner.store((i, 1), {"text": t}, "episodic"))
-            for i, t in ((1, "fine"), (2, "refused"), (3, "also fine"))
-        ]
-        await asyncio.sleep(0.01)
-        writes.open.set()
-        return list(await asyncio.gather(first, *later, return_exceptions=True))
-
-    outcomes = asyncio.run(main())
+    texts = ["first", "fine", "refused", "also fine"]
+    outcomes = held(combiner, writes, [((i, 1), {"text": t}, "episodic") for i, t in enumerate(texts)])
     assert writes.sizes == [1, 3, 1, 1, 1]  # the batch of 3 failed whole, then each alone
     assert isinstance(outcomes[2], InvalidInput) and outcomes[2].field == "payload.text"
     assert [o.payload["text"] for o in outcomes if isinstance(o, Memory)] == ["first", "fine", "also fine"]
@@ -151,17 +143,10 @@ def test_an_unreachable_backend_fails_the_whole_batch_once(core: SomaFractalMemo
     writes = Writes(core)
     combiner = WriteCombiner(core.namespace, writes)
 
-    async def main() -> list[Any]:
-        writes.open.clear()
-        first = asyncio.ensure_future(combiner.store((0, 2), {"text": "first"}, "episodic"))
-        await until(lambda: writes.sizes == [1])
-        later = [asyncio.ensure_future(combiner.store((i, 2), {"text": "x"}, "episodic")) for i in (1, 2, 3)]
-        await asyncio.sleep(0.01)
+    def down(_: Any) -> None:
         writes.fail = BackendUnavailable("PostgreSQL", "down for the test")
-        writes.open.set()
-        return list(await asyncio.gather(first, *later, return_exceptions=True))
 
-    outcomes = asyncio.run(main())
+    outcomes = held(combiner, writes, [((i, 2), {"text": "x"}, "episodic") for i in range(4)], down)
     assert writes.sizes == [1, 3]  # no store tried again alone
     assert all(isinstance(o, BackendUnavailable) for o in outcomes)
     assert core.memory_stats()["total_memories"] == 0
@@ -191,21 +176,11 @@ def test_bad_input_is_refused_before_anything_is_queued(core: SomaFractalMemoryE
 def test_a_cancelled_request_does_not_undo_or_stop_the_batch(core: SomaFractalMemoryEnterprise) -> None:
     writes = Writes(core)
     combiner = WriteCombiner(core.namespace, writes)
-
-    async def main() -> list[Any]:
-        writes.open.clear()
-        first = asyncio.ensure_future(combiner.store((0, 3), {"text": "first"}, "episodic"))
-        await until(lambda: writes.sizes == [1])
-        gone = asyncio.ensure_future(combiner.store((1, 3), {"text": "client left"}, "episodic"))
-        kept = asyncio.ensure_future(combiner.store((2, 3), {"text": "kept"}, "episodic"))
-        await asyncio.sleep(0.01)
-        gone.cancel()
-        writes.open.set()
-        return list(await asyncio.gather(first, gone, kept, return_exceptions=True))
-
-    outcomes = asyncio.run(main())
+    texts = ["first", "client left", "kept"]
+    stores: list[Store] = [((i, 3), {"text": t}, "episodic") for i, t in enumerate(texts)]
+    outcomes = held(combiner, writes, stores, lambda rest: rest[0].cancel())
     assert isinstance(outcomes[1], asyncio.CancelledError)
-    assert [text(core, (i, 3)) for i in range(3)] == ["first", "client left", "kept"]
+    assert [text(core, (i, 3)) for i in range(3)] == texts
     assert writes.sizes == [1, 2]
 
 
@@ -219,15 +194,5 @@ def test_writers_and_batch_size_must_be_positive(core: SomaFractalMemoryEnterpri
 def test_a_batch_takes_at_most_max_batch_stores(core: SomaFractalMemoryEnterprise) -> None:
     writes = Writes(core)
     combiner = WriteCombiner(core.namespace, writes, max_batch=3)
-
-    async def main() -> None:
-        writes.open.clear()
-        first = asyncio.ensure_future(combiner.store((0, 4), {"text": "first"}, "episodic"))
-        await until(lambda: writes.sizes == [1])
-        rest = [asyncio.ensure_future(combiner.store((i, 4), {"text": "x"}, "episodic")) for i in range(1, 8)]
-        await asyncio.sleep(0.01)
-        writes.open.set()
-        await asyncio.gather(first, *rest)
-
-    asyncio.run(main())
+    held(combiner, writes, [((i, 4), {"text": "x"}, "episodic") for i in range(8)])
     assert writes.sizes == [1, 3, 3, 1]
