@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     port: int = Field(9595, alias="SOMA_PORT", description="port soma serve binds")
     uvicorn_workers: int = Field(1, alias="UVICORN_WORKERS", description="API worker processes")
     api_store_writers: int = Field(
-        1,
+        2,
         alias="SOMA_API_STORE_WRITERS",
         ge=0,
         description="store batches written at once per namespace and API process (0 = no batching)",

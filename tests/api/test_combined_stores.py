@@ -62,7 +62,7 @@ def batch_sizes(client: TestClient) -> tuple[float, float]:
     )
 
 
-@pytest.mark.parametrize("writers", [1, 0])
+@pytest.mark.parametrize("writers", [2, 1, 0])
 def test_concurrent_stores_each_become_one_version(
     network_backends: Backends, pg_schema: tuple[str, str], writers: int
 ) -> None:

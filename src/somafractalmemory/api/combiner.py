@@ -9,10 +9,10 @@ all that are waiting (up to ``max_batch``) are stored as one batch
 that finds no write in progress is written at once, alone, as before.
 
 * At most ``writers`` batches of a namespace are written at a time
-  (``SOMA_API_STORE_WRITERS``, default 1). More writers overlap one batch's
-  round trips with another's, but then the queue rarely forms and stores
-  are rarely combined; 0 turns combining off (each store in a thread of
-  its own).
+  (``SOMA_API_STORE_WRITERS``, default 2): two overlap one batch's round
+  trips with another's work, and a queue still forms under load; more
+  writers and it rarely does. 0 turns combining off (each store in a
+  thread of its own).
 * A batch never holds two stores of one memory: the second waits for the
   next batch, so each store is a version of its own, in the order the
   requests came.
