@@ -30,12 +30,14 @@ class Writes:
     def __init__(self, core: SomaFractalMemoryEnterprise) -> None:
         self.core = core
         self.sizes: list[int] = []
+        self.texts: list[list[str]] = []  # each batch's texts, in the order written
         self.open = threading.Event()
         self.open.set()
         self.fail: BaseException | None = None
 
     async def __call__(self, items: list[Item]) -> list[Memory]:
         self.sizes.append(len(items))
+        self.texts.append([payload["text"] for _, payload, _ in items])
         await asyncio.to_thread(self.open.wait, 10)
         if self.fail is not None:
             raise self.fail
@@ -121,6 +123,30 @@ def test_two_stores_of_one_memory_are_two_versions_in_request_order(
     assert [(m.payload["text"], m.version) for m in stored] == [("v1", 1), ("v2", 2), ("other", 1), ("v3", 3)]
     assert text(core, (9, 9)) == "v3"
     assert sorted(h.version for h in core.get_versions((9, 9))) == [1, 2, 3]
+
+
+def test_with_two_writers_a_memory_being_written_waits_for_the_next_batch(
+    core: SomaFractalMemoryEnterprise,
+) -> None:
+    writes = Writes(core)
+    combiner = WriteCombiner(core.namespace, writes, writers=2)
+
+    async def main() -> list[Memory]:
+        writes.open.clear()
+        first = asyncio.ensure_future(combiner.store((5, 5), {"text": "v1"}, "episodic"))
+        await until(lambda: writes.texts == [["v1"]])
+        second = asyncio.ensure_future(combiner.store((5, 5), {"text": "v2"}, "episodic"))
+        other = asyncio.ensure_future(combiner.store((6, 6), {"text": "other"}, "episodic"))
+        await until(lambda: len(writes.texts) == 2)  # the second writer: not v2, which waits for v1
+        await asyncio.sleep(0.01)
+        assert writes.texts == [["v1"], ["other"]]
+        writes.open.set()
+        return list(await asyncio.gather(first, second, other))
+
+    stored = asyncio.run(main())
+    assert writes.texts == [["v1"], ["other"], ["v2"]]
+    assert [(m.payload["text"], m.version) for m in stored] == [("v1", 1), ("v2", 2), ("other", 1)]
+    assert text(core, (5, 5)) == "v2"
 
 
 def test_an_error_of_one_store_reaches_only_its_request(core: SomaFractalMemoryEnterprise) -> None:

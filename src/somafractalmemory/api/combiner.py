@@ -13,9 +13,9 @@ that finds no write in progress is written at once, alone, as before.
   trips with another's work, and a queue still forms under load; more
   writers and it rarely does. 0 turns combining off (each store in a
   thread of its own).
-* A batch never holds two stores of one memory: the second waits for the
-  next batch, so each store is a version of its own, in the order the
-  requests came.
+* No two stores of one memory are written at once (in one batch or in
+  two): the later one waits for the next batch, so each store is a version
+  of its own, in the order the requests came.
 * A batch is written whole or not at all. If it fails with
   ``BackendUnavailable`` every store of it gets that error; any other error
   (a hook refusing one payload, say) and each store is written again alone,
@@ -71,6 +71,7 @@ class WriteCombiner:
         self._on_batch = on_batch  # told each written batch's size (a metric)
         self._waiting: deque[_Store] = deque()
         self._running = 0  # writers at work
+        self._writing: set[str] = set()  # ids of the batches being written
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # batches written whole
         self.combined = 0  # stores written in them
@@ -90,24 +91,28 @@ class WriteCombiner:
         return await pending.done
 
     def _take(self) -> list[_Store]:
-        """The next batch: waiting stores in arrival order, one per memory."""
+        """The next batch: waiting stores in arrival order, one per memory,
+        none of a memory another batch is writing now (it comes next time)."""
         batch: list[_Store] = []
         ids: set[str] = set()
         later: list[_Store] = []
         while self._waiting and len(batch) < self.max_batch:
             pending = self._waiting.popleft()
-            if pending.id in ids:
+            if pending.id in ids or pending.id in self._writing:
                 later.append(pending)
             else:
                 ids.add(pending.id)
                 batch.append(pending)
         self._waiting.extendleft(reversed(later))
+        self._writing |= ids
         return batch
 
     async def _write(self) -> None:
         try:
             while self._waiting:
                 batch = self._take()
+                if not batch:  # all that waits is being written: the writer at it goes on
+                    break
                 try:
                     await self._write_batch(batch)
                 except asyncio.CancelledError:  # the server stops: no request waits for ever
@@ -117,6 +122,8 @@ class WriteCombiner:
                 except Exception as exc:  # a bug: every store of the batch gets the error
                     for pending in batch:
                         _settle(pending, exc)
+                finally:
+                    self._writing -= {pending.id for pending in batch}
         finally:
             self._running -= 1
 
