@@ -19,7 +19,6 @@ threadpool.
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -235,19 +234,12 @@ async def run(state: ApiState, operation: str, fn: Callable[..., T], *args: Any)
     lock such work may hold for long; meanwhile it runs in a thread too
     (uncounted: such calls are short). Anything else runs in a thread.
     """
-    started = time.perf_counter()
-    outcome = "error"
-    try:
+    with state.metrics.operation(operation):
         if operation not in INLINE_OPERATIONS:
-            result = await in_thread(state, fn, *args)
-        elif state.inline and not state.threads:
-            result = fn(*args)
-        else:
-            result = await run_in_threadpool(fn, *args)
-        outcome = "ok"
-        return result
-    finally:
-        state.metrics.observe_operation(operation, outcome, time.perf_counter() - started)
+            return await in_thread(state, fn, *args)
+        if state.inline and not state.threads:
+            return fn(*args)
+        return await run_in_threadpool(fn, *args)
 
 
 async def store_one(
@@ -256,25 +248,23 @@ async def store_one(
     """``core.store_memory``, timed as ``store``. Over network backends,
     stores that arrive while others are written go in batches (``combiner``;
     ``SOMA_API_STORE_WRITERS``)."""
-    writers = state.settings.api_store_writers
-    if state.inline or writers < 1:
+    if state.inline or state.settings.api_store_writers < 1:
         return await run(state, "store", core.store_memory, coordinate, payload, memory_type)
-    started = time.perf_counter()
-    outcome = "error"
-    try:
-        combiner = state.combiners.get(core)
-        if combiner is None:
+    with state.metrics.operation("store"):
+        return await _combiner(state, core).store(coordinate, payload, memory_type)
 
-            async def write(items: list[Item]) -> list[Memory]:
-                return await in_thread(state, core.store_memories_bulk, items)
 
-            sizes = state.metrics.store_batch_size.observe
-            combiner = state.combiners[core] = WriteCombiner(core.namespace, write, writers, on_batch=sizes)
-        memory = await combiner.store(coordinate, payload, memory_type)
-        outcome = "ok"
-        return memory
-    finally:
-        state.metrics.observe_operation("store", outcome, time.perf_counter() - started)
+def _combiner(state: ApiState, core: SomaFractalMemoryEnterprise) -> WriteCombiner:
+    """``core``'s ``WriteCombiner``, made on its first store."""
+    combiner = state.combiners.get(core)
+    if combiner is None:
+
+        async def write(items: list[Item]) -> list[Memory]:
+            return await in_thread(state, core.store_memories_bulk, items)
+
+        writers, sizes = state.settings.api_store_writers, state.metrics.store_batch_size.observe
+        combiner = state.combiners[core] = WriteCombiner(core.namespace, write, writers, on_batch=sizes)
+    return combiner
 
 
 def render(model: BaseModel) -> Response:
