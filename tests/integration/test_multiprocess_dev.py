@@ -245,26 +245,27 @@ def test_each_worker_listens_on_a_socket_of_its_own_and_so_does_a_replacement(
         server.kill()
 
 
+def stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command (state, parent, ...); None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def children(pid: int) -> set[int]:
     """The processes whose parent is ``pid`` now (Linux ``/proc``)."""
     found = set()
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # ended meanwhile
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry.name))
+        fields = stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None and int(fields[1]) == pid:
+            found.add(int(entry.name))
     return found
 
 
 def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has exited
+    fields = stat(pid)
+    return fields is not None and fields[0] != "Z"  # a zombie has exited
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")

@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 __all__ = ["SUPERVISOR_PID", "WORKER_APP_FACTORY", "create_app", "watch_supervisor"]
@@ -42,7 +43,7 @@ def watch_supervisor(every: float = CHECK_EVERY) -> threading.Thread | None:
 
     def watch() -> None:
         while os.getppid() == supervisor:
-            threading.Event().wait(every)
+            time.sleep(every)
         _log.warning("the soma serve supervisor (pid %d) is gone: this worker stops", supervisor)
         os.kill(os.getpid(), signal.SIGTERM)
 
