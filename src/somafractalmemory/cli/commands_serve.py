@@ -4,11 +4,11 @@ Each worker process builds its own app with ``api.app:create_app`` (uvicorn's
 factory mode; with several workers through ``cli.supervised``, which also
 stops a worker whose supervisor died), so nothing is built in this process.
 The global ``--mode``, ``--namespace`` and ``--data-dir`` reach the workers
-as the environment
-variables the settings read (``MEMORY_MODE``, ``SOMA_NAMESPACE``,
-``SOMA_DATA_DIR``). On SIGTERM or SIGINT uvicorn stops accepting connections,
-lets in-flight requests finish for up to ``--timeout-graceful`` seconds, then
-runs the app's shutdown (backends flushed and closed) and exits 0.
+as the environment variables the settings read (``MEMORY_MODE``,
+``SOMA_NAMESPACE``, ``SOMA_DATA_DIR``). On SIGTERM or SIGINT uvicorn stops
+accepting connections, lets in-flight requests finish for up to
+``--timeout-graceful`` seconds, then runs the app's shutdown (backends
+flushed and closed) and exits 0.
 """
 
 from __future__ import annotations
