@@ -19,6 +19,7 @@ from somafractalmemory.adapters.postgres.rows import Encoder
 from somafractalmemory.errors import BackendUnavailable, InvalidInput, WriteConflict
 from somafractalmemory.factory import create_memory_system
 from somafractalmemory.models import HistoryEntry, Link, Memory, MemoryType, matches_filters, memory_id
+from somafractalmemory.services.store import GUESS_NEW_AFTER
 
 from ..threads import run_together, store_one_memory_from_both
 
@@ -416,30 +417,73 @@ def test_a_guarded_write_never_runs_on_a_table_scanning_generic_plan(
     assert "Seq Scan on memories" not in text and "memories_pkey" in text, text
 
 
-def test_one_memory_stored_from_two_processes_keeps_every_version(
-    pg_schema: tuple[str, str], redis_prefix: tuple[str, str]
-) -> None:
-    """Two memory systems (as two API processes: each with write locks of its
-    own) store one memory at once: every store becomes a version of its own,
-    and history and outbox hold each version once (a store whose read went
-    stale is retried, and its failed write left nothing behind)."""
+def evented_config(pg_schema: tuple[str, str], redis_prefix: tuple[str, str]) -> dict[str, Any]:
     url, schema = pg_schema
-    config = {
+    return {
         "postgres": {"url": url, "schema": schema},
         "redis": {"url": redis_prefix[0], "prefix": redis_prefix[1]},
         "embeddings": {"model": "hash"},
         "vector": {"backend": "memory"},  # the API side writes no vectors in this mode
         "kafka": {"bootstrap_servers": "127.0.0.1:1", "topic": "unused"},  # the outbox is not relayed
     }
-    systems = [create_memory_system("evented_enterprise", NS, config) for _ in range(2)]
+
+
+def outbox_of(pg_schema: tuple[str, str], coordinate: tuple[float, ...]) -> list[tuple[int, str]]:
+    """(version, type) of the outbox events of the memory at ``coordinate``."""
+    url, schema = pg_schema
+    with psycopg.connect(url, autocommit=True) as conn:
+        query = f"SELECT (event->>'version')::int, event->>'type' FROM \"{schema}\".outbox WHERE key = %s"
+        rows = conn.execute(query.encode(), [memory_id(NS, coordinate)]).fetchall()
+    return sorted((int(v), str(t)) for v, t in rows)
+
+
+@pytest.mark.parametrize("primed", [False, True], ids=["reading", "guessing-new"])
+def test_one_memory_stored_from_two_processes_keeps_every_version(
+    pg_schema: tuple[str, str], redis_prefix: tuple[str, str], primed: bool
+) -> None:
+    """Two memory systems (as two API processes: each with write locks of its
+    own) store one memory at once: every store becomes a version of its own,
+    and history and outbox hold each version once (a store whose read went
+    stale is retried, and its failed write left nothing behind). Primed: each
+    system has just stored new memories, so its first stores write without
+    reading (as new) and find the memory there."""
+    systems = [
+        create_memory_system("evented_enterprise", NS, evented_config(pg_schema, redis_prefix))
+        for _ in range(2)
+    ]
     try:
+        if primed:
+            for k, memory in enumerate(systems):
+                for i in range(GUESS_NEW_AFTER):
+                    memory.store_memory((float(k), float(i), 9.0), {"text": f"new {i}"})
         total = store_one_memory_from_both(systems, per_writer=40)
-        with psycopg.connect(url, autocommit=True) as conn:
-            rows = conn.execute(
-                f"SELECT (event->>'version')::int FROM \"{schema}\".outbox WHERE key = %s".encode(),
-                [memory_id(NS, (1.0, 2.0))],
-            ).fetchall()
-        assert sorted(r[0] for r in rows) == list(range(1, total + 1))
+        versions = outbox_of(pg_schema, (1.0, 2.0))
+        assert [v for v, _ in versions] == list(range(1, total + 1))
+        assert [t for _, t in versions] == ["memory.created"] + ["memory.updated"] * (total - 1)
+        if primed:
+            assert sum(memory._store.new_streak.missed for memory in systems) >= 1
     finally:
         for memory in systems:
             memory.close()
+
+
+def test_a_store_written_as_new_over_an_existing_memory_leaves_nothing_of_that_attempt(
+    pg_schema: tuple[str, str], redis_prefix: tuple[str, str]
+) -> None:
+    memory = create_memory_system("evented_enterprise", NS, evented_config(pg_schema, redis_prefix))
+    try:
+        first = memory.store_memory((1.0, 2.0), {"text": "first"})
+        for i in range(GUESS_NEW_AFTER):
+            memory.store_memory((5.0, float(i)), {"text": f"new {i}"})
+        second = memory.store_memory((1.0, 2.0), {"text": "second"})
+        assert memory._store.new_streak.missed == 1
+        assert second.version == 2 and second.created_at == first.created_at
+        assert [(h.version, h.action) for h in memory.get_versions((1.0, 2.0))] == [
+            (1, "created"),
+            (2, "updated"),
+        ]
+        assert outbox_of(pg_schema, (1.0, 2.0)) == [(1, "memory.created"), (2, "memory.updated")]
+        got = memory.retrieve((1.0, 2.0))  # the cache holds no copy of the attempt
+        assert got is not None and got["text"] == "second"
+    finally:
+        memory.close()

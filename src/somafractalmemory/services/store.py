@@ -33,6 +33,9 @@ MAX_BULK_ITEMS = 100_000
 #: Reads and writes a store makes before giving up on a memory other processes
 #: keep changing between its read and its write (``WriteConflict``).
 WRITE_ATTEMPTS = 50
+#: Stores in a row that found none of their memories after which the next
+#: store writes without reading first (see ``_NewStreak``).
+GUESS_NEW_AFTER = 8
 #: Writes lock the memories they touch (one of this many locks per id), so
 #: writes of different memories run side by side; see ``_IdLocks``.
 LOCK_STRIPES = 64
@@ -75,6 +78,39 @@ class _IdLocks:
                 lock.release()
 
 
+class _NewStreak:
+    """Whether a store may skip reading its memories and write them as new.
+
+    A store reads the current versions, then writes the next ones guarded
+    (``put_many(..., expect_previous=True)``): over network backends the
+    read is a round trip of its own. Agents mostly store new memories, so
+    after ``GUESS_NEW_AFTER`` stores in a row found none of theirs, a store
+    writes its memories as version 1 without the read; the guard refuses
+    that (``WriteConflict``, nothing written) where one exists, and the
+    store then reads and writes as usual, one round trip more than without
+    the guess, and the streak starts again. Stores of existing memories
+    thus read first, and a guess that fails costs at most one round trip
+    per ``GUESS_NEW_AFTER + 1`` stores. Shared by the threads of a process
+    without a lock: a race costs one guess more or less, never a write."""
+
+    def __init__(self, after: int = GUESS_NEW_AFTER) -> None:
+        self.after = after
+        self.count = 0
+        self.guessed = 0  # stores written without the read
+        self.missed = 0  # of them, stores that found a memory after all
+
+    def guess(self) -> bool:
+        return self.count >= self.after
+
+    def found(self, existing: bool) -> None:
+        """A store's memories were read (or written as new): were any there?"""
+        self.count = 0 if existing else self.count + 1
+
+    def miss(self) -> None:
+        self.missed += 1
+        self.count = 0
+
+
 class StoreService:
     """Every write of a namespace goes through here."""
 
@@ -87,6 +123,7 @@ class StoreService:
         self.events = events
         self.hooks = hooks
         self._locks = _IdLocks()
+        self.new_streak = _NewStreak()
 
     # -- building ---------------------------------------------------------
     def _build(
@@ -175,11 +212,16 @@ class StoreService:
         for coord, payload, mtype in clean:
             self.hooks.fire("before_store", coordinate=coord, payload=payload, memory_type=mtype)
         ids = [memory_id(self.namespace, c) for c, _, _ in clean]
+        streak = self.new_streak
+        guess = expect is None and streak.guess()
         with self._locks.hold(ids), self.b.index_lock:  # see services.follower
-            attempts = WRITE_ATTEMPTS if expect is None else 1
+            attempts = WRITE_ATTEMPTS + guess if expect is None else 1
             for attempt in range(1, attempts + 1):
-                # never a cached copy
-                existing = {} if expect == 0 else self.b.truth.get_many(self.namespace, ids)
+                if expect == 0 or (guess and attempt == 1):
+                    existing: dict[str, Memory] = {}  # as new: the guard refuses it where one is
+                    streak.guessed += guess
+                else:  # never a cached copy
+                    existing = self.b.truth.get_many(self.namespace, ids)
                 if expect is not None and any(
                     (existing[i].version if i in existing else 0) != expect for i in ids
                 ):
@@ -197,10 +239,14 @@ class StoreService:
                     )
                     break
                 except WriteConflict:
+                    if guess and attempt == 1:  # a memory was there after all: read it
+                        streak.miss()
+                        continue
                     if attempt == attempts:
                         raise
-                    if attempt >= 3:  # a busy memory: step out of the other writer's rhythm
+                    if attempt - guess >= 3:  # a busy memory: step out of the other writer's rhythm
                         time.sleep(random.uniform(0, 0.001))
+            streak.found(bool(existing))
             if self.b.options.index_synchronously:
                 self.indexer.index(memories)
         self.events.published(events)
