@@ -214,14 +214,13 @@ class StoreService:
         ids = [memory_id(self.namespace, c) for c, _, _ in clean]
         streak = self.new_streak
         guess = expect is None and streak.guess()
+        streak.guessed += guess
         with self._locks.hold(ids), self.b.index_lock:  # see services.follower
             attempts = WRITE_ATTEMPTS + guess if expect is None else 1
             for attempt in range(1, attempts + 1):
-                if expect == 0 or (guess and attempt == 1):
-                    existing: dict[str, Memory] = {}  # as new: the guard refuses it where one is
-                    streak.guessed += guess
-                else:  # never a cached copy
-                    existing = self.b.truth.get_many(self.namespace, ids)
+                # never a cached copy; none at all when written as new (the guard refuses that where one is)
+                as_new = expect == 0 or (guess and attempt == 1)
+                existing = {} if as_new else self.b.truth.get_many(self.namespace, ids)
                 if expect is not None and any(
                     (existing[i].version if i in existing else 0) != expect for i in ids
                 ):
