@@ -11,6 +11,7 @@ from somafractalmemory import SomaFractalMemoryEnterprise, create_memory_system
 from somafractalmemory.errors import WriteConflict
 from somafractalmemory.interfaces.storage import IKeyValueStore
 from somafractalmemory.models import Memory
+from somafractalmemory.services import store as store_module
 from somafractalmemory.services.store import GUESS_NEW_AFTER
 
 
@@ -79,6 +80,24 @@ def test_a_wrong_guess_is_read_and_written_as_the_next_version(mem: SomaFractalM
     before = reads.reads
     mem.store_memory((2.0,), {"text": "after the miss"})  # the streak starts again: read first
     assert reads.reads == before + 1
+
+
+def test_a_retried_write_fills_in_the_time_of_the_attempt_that_is_written(
+    mem: SomaFractalMemoryEnterprise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failed guess is built at one time and the write that stands at a later
+    one: the filled-in ``timestamp`` and ``expires_at`` are the later one's."""
+    mem.store_memory((1.0,), {"text": "first"})
+    streak_of_new(mem)
+    clock = iter(range(1_000_000, 1_000_010))
+    monkeypatch.setattr(store_module, "now", lambda: float(next(clock)))
+    stored = mem.store_memory((1.0,), {"text": "second", "ttl_seconds": 60})
+    assert mem._store.new_streak.missed == 1  # two attempts, at two times
+    assert stored.updated_at == 1_000_001.0
+    assert stored.payload["timestamp"] == stored.updated_at
+    assert stored.payload["expires_at"] == stored.updated_at + 60
+    got = mem.retrieve((1.0,))
+    assert got is not None and got["timestamp"] == stored.updated_at
 
 
 def test_a_batch_with_one_existing_memory_writes_nothing_on_the_guess(

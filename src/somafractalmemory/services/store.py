@@ -135,6 +135,7 @@ class StoreService:
         at: float,
         mid: str,
     ) -> tuple[Memory, HistoryEntry]:
+        payload = dict(payload)  # each attempt fills its own time: a retry must not keep the first one's
         if mtype is MemoryType.EPISODIC and payload.get("timestamp") is None:
             payload["timestamp"] = at
         ttl = payload.get("ttl_seconds")
