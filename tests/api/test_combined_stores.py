@@ -15,6 +15,7 @@ from somafractalmemory.api.app import create_app
 from somafractalmemory.factory import create_backends
 from somafractalmemory.services.backends import Backends
 
+from ..evented import evented_config, no_broker
 from .conftest import make_settings
 
 SAME = [7.0, 7.0]  # stored again and again by concurrent requests
@@ -23,15 +24,8 @@ N_DISTINCT, N_SAME = 60, 20
 
 @pytest.fixture
 def network_backends(pg_schema: tuple[str, str], redis_prefix: tuple[str, str]) -> Iterator[Backends]:
-    (dsn, schema), (redis_url, prefix) = pg_schema, redis_prefix
-    config: dict[str, Any] = {
-        "postgres": {"url": dsn, "schema": schema},
-        "redis": {"url": redis_url, "prefix": prefix},
-        "vector": {"backend": "fast"},
-        "embeddings": {"model": "hash"},
-        # the API only writes the outbox; nothing here publishes
-        "kafka": {"bootstrap_servers": "127.0.0.1:1", "topic": f"memory.events.{schema}"},
-    }
+    # the API only writes the outbox; nothing here publishes
+    config = evented_config(pg_schema, redis_prefix, no_broker(f"memory.events.{pg_schema[1]}"))
     backends = create_backends("evented_enterprise", config)
     yield backends
     backends.close()

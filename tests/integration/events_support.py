@@ -22,23 +22,6 @@ from somafractalmemory.factory import create_memory_system
 from somafractalmemory.settings import Settings
 
 
-def evented_config(
-    pg: tuple[str, str], redis: tuple[str, str], kafka: dict[str, Any], **extra: Any
-) -> dict[str, Any]:
-    """EVENTED_ENTERPRISE wiring: PostgreSQL schema, Redis prefix, the given
-    broker and topic, hash embeddings, fast-core vectors."""
-    (dsn, schema), (redis_url, prefix) = pg, redis
-    config: dict[str, Any] = {
-        "postgres": {"url": dsn, "schema": schema},
-        "redis": {"url": redis_url, "prefix": prefix},
-        "vector": {"backend": "fast"},
-        "embeddings": {"model": "hash", "dim": 64},
-        "kafka": kafka,
-    }
-    config.update(extra)
-    return config
-
-
 def evented_memory(config: dict[str, Any], namespace: str = "events") -> SomaFractalMemoryEnterprise:
     return create_memory_system("evented_enterprise", namespace, config)
 

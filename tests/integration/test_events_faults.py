@@ -21,10 +21,10 @@ from somafractalmemory.eventing.config import KafkaSettings
 from somafractalmemory.eventing.relay import OutboxRelay
 from somafractalmemory.fastcore.store import FastCoreVectorStore
 
+from ..evented import evented_config
 from .conftest import Broker, free_port
 from .events_support import (
     burst,
-    evented_config,
     evented_memory,
     kafka_settings,
     scrape,

@@ -16,8 +16,9 @@ from somafractalmemory.errors import BackendUnavailable
 from somafractalmemory.eventing.schema import validate_event
 from somafractalmemory.interfaces.messaging import OutgoingMessage
 
+from ..evented import evented_config
 from .conftest import Broker
-from .events_support import ThreadWorker, burst, evented_config, evented_memory, kafka_settings, wait_for
+from .events_support import ThreadWorker, burst, evented_memory, kafka_settings, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.redis]
 

@@ -21,6 +21,7 @@ from somafractalmemory.factory import create_memory_system
 from somafractalmemory.models import HistoryEntry, Link, Memory, MemoryType, matches_filters, memory_id
 from somafractalmemory.services.store import GUESS_NEW_AFTER
 
+from ..evented import evented_config, no_broker
 from ..threads import run_together, store_one_memory_from_both
 
 pytestmark = pytest.mark.postgres
@@ -417,15 +418,9 @@ def test_a_guarded_write_never_runs_on_a_table_scanning_generic_plan(
     assert "Seq Scan on memories" not in text and "memories_pkey" in text, text
 
 
-def evented_config(pg_schema: tuple[str, str], redis_prefix: tuple[str, str]) -> dict[str, Any]:
-    url, schema = pg_schema
-    return {
-        "postgres": {"url": url, "schema": schema},
-        "redis": {"url": redis_prefix[0], "prefix": redis_prefix[1]},
-        "embeddings": {"model": "hash"},
-        "vector": {"backend": "memory"},  # the API side writes no vectors in this mode
-        "kafka": {"bootstrap_servers": "127.0.0.1:1", "topic": "unused"},  # the outbox is not relayed
-    }
+def api_side(pg_schema: tuple[str, str], redis_prefix: tuple[str, str]) -> dict[str, Any]:
+    """An API process's wiring: it writes memories and their outbox rows, no vectors."""
+    return evented_config(pg_schema, redis_prefix, no_broker(), vector={"backend": "memory"})
 
 
 def outbox_of(pg_schema: tuple[str, str], coordinate: tuple[float, ...]) -> list[tuple[int, str]]:
@@ -448,8 +443,7 @@ def test_one_memory_stored_from_two_processes_keeps_every_version(
     system has just stored new memories, so its first stores write without
     reading (as new) and find the memory there."""
     systems = [
-        create_memory_system("evented_enterprise", NS, evented_config(pg_schema, redis_prefix))
-        for _ in range(2)
+        create_memory_system("evented_enterprise", NS, api_side(pg_schema, redis_prefix)) for _ in range(2)
     ]
     try:
         if primed:
@@ -470,7 +464,7 @@ def test_one_memory_stored_from_two_processes_keeps_every_version(
 def test_a_store_written_as_new_over_an_existing_memory_leaves_nothing_of_that_attempt(
     pg_schema: tuple[str, str], redis_prefix: tuple[str, str]
 ) -> None:
-    memory = create_memory_system("evented_enterprise", NS, evented_config(pg_schema, redis_prefix))
+    memory = create_memory_system("evented_enterprise", NS, api_side(pg_schema, redis_prefix))
     try:
         first = memory.store_memory((1.0, 2.0), {"text": "first"})
         for i in range(GUESS_NEW_AFTER):
