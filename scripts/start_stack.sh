@@ -61,3 +61,8 @@ fi
 start api .venv/bin/soma --mode "$mode" serve
 wait_for "${SOMA_PORT:-9595}" || { echo "soma serve did not start: see .soma/logs/api.log" >&2; exit 1; }
 echo "==> $mode stack up: API http://127.0.0.1:${SOMA_PORT:-9595}/docs"
+if [ "${SOMA_API_KEYS:-}" = "local-dev-key=*" ]; then
+  echo "    API key: send 'Authorization: Bearer local-dev-key' (SOMA_API_KEYS to choose your own)"
+fi
+echo "    the CLI on this stack (soma doctor, soma store, ...) needs the same settings:"
+echo "    export MEMORY_MODE=$mode POSTGRES_URL=$POSTGRES_URL REDIS_URL=$REDIS_URL${KAFKA_BOOTSTRAP_SERVERS:+ KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS}"
