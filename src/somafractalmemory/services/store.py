@@ -100,7 +100,11 @@ class _NewStreak:
         self.missed = 0  # of them, stores that found a memory after all
 
     def guess(self) -> bool:
-        return self.count >= self.after
+        """Whether the next store writes as new without reading (counted in ``guessed``)."""
+        if self.count < self.after:
+            return False
+        self.guessed += 1
+        return True
 
     def found(self, existing: bool) -> None:
         """A store's memories were read (or written as new): were any there?"""
@@ -215,7 +219,6 @@ class StoreService:
         ids = [memory_id(self.namespace, c) for c, _, _ in clean]
         streak = self.new_streak
         guess = expect is None and streak.guess()
-        streak.guessed += guess
         with self._locks.hold(ids), self.b.index_lock:  # see services.follower
             attempts = WRITE_ATTEMPTS + guess if expect is None else 1
             for attempt in range(1, attempts + 1):
